@@ -1,0 +1,37 @@
+# The README's two set-up commands are `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STUDY_ARGS ?=
+
+.PHONY: run test lint bench-blas clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@ $(VENV)/.installed
+
+## Install everything and run the main job.
+run: $(VENV)/.installed
+	$(BIN)/metapeft main $(STUDY_ARGS)
+
+## Install everything (with the dev extra) and run the test suite.
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check metapeft_optuna benchmarks tests
+	$(BIN)/ruff format --check metapeft_optuna benchmarks tests
+
+bench-blas: $(VENV)/.installed
+	$(BIN)/python benchmarks/blas.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,63 @@
+"""metapeft-optuna: meta-learned PEFT method and hyperparameter selection for Optuna.
+
+Importing this package first preloads an optimized BLAS for MLX on Linux (see
+:mod:`metapeft_optuna._blas`); the public names below are imported lazily so that
+``import metapeft_optuna`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._blas import preload_blas
+
+BLAS = preload_blas()
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    # errors
+    "MetaLearningError": "errors",
+    "TaskSamplingError": "errors",
+    "AdapterCreationError": "errors",
+    "ConfigError": "errors",
+    "DataFormatError": "errors",
+    "ModelLoadError": "errors",
+    "NotFittedError": "errors",
+    "TrialFailedError": "errors",
+    "UnknownTaskError": "errors",
+    # utilities
+    "MetaLearningConfig": "config",
+    "setup_logger": "logging",
+    # models
+    "load_model": "models",
+    "ModelInfo": "models",
+    "LoadedModel": "models",
+    "SimpleClassifier": "models",
+    "cross_entropy_loss": "models",
+    "accuracy": "models",
+    # tasks
+    "Task": "tasks",
+    "Example": "tasks",
+    "load_task": "tasks",
+    "list_tasks": "tasks",
+    "TaskCharacteristics": "tasks",
+    "TaskConfig": "tasks",
+    "TaskDistribution": "tasks",
+}
+
+__all__ = sorted([*_EXPORTS, "BLAS", "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'metapeft_optuna' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,75 @@
+"""``load_model(spec)``: one entry point for every model the product can fine-tune."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ModelLoadError
+from .info import LoadedModel, describe
+
+NAMED_MODELS = {
+    "smollm2-135m": "SmolLM2-135M-Instruct, float32 weights dequantized from the shipped GGUF",
+    "smollm2-135m-q4": "SmolLM2-135M-Instruct, 4-bit weights as shipped (8-bit embeddings)",
+    "tiny": "2-block llama (hidden 64) with random weights and a byte tokenizer, for tests",
+    "tiny-q4": "the tiny llama with 4-bit quantized linear layers",
+}
+
+
+def load_model(spec: str | Path, *, seed: int = 0) -> LoadedModel:
+    """Load a model, its tokenizer and a :class:`ModelInfo`.
+
+    Args:
+        spec: One of ``NAMED_MODELS`` (``"smollm2-135m"``, ``"smollm2-135m-q4"``,
+            ``"tiny"``, ``"tiny-q4"``), a local mlx-lm / Hugging Face model directory,
+            or a local llama-architecture ``.gguf`` file. Nothing is read from a hub.
+        seed: Weight seed of the ``tiny`` models.
+
+    Returns:
+        ``LoadedModel(model, tokenizer, info)``; unpack it as a 3-tuple.
+
+    Raises:
+        ModelLoadError: Unknown spec, missing files, or an unsupported format.
+
+    Example:
+        >>> model, tokenizer, info = load_model("tiny")
+        >>> info.num_layers, info.hidden_size
+        (2, 64)
+    """
+    name = str(spec)
+    key = name.lower()
+    if key in {"tiny", "tiny-q4"}:
+        from .tiny import build_tiny
+
+        model, tokenizer = build_tiny(seed, quantize=key == "tiny-q4")
+    elif key in {"smollm2-135m", "smollm2-135m-q4"}:
+        from .gguf import load_gguf
+        from .smollm2 import smollm2_gguf_path
+
+        model, tokenizer = load_gguf(smollm2_gguf_path(), dequantize=key == "smollm2-135m")
+    else:
+        path = Path(spec).expanduser()
+        if path.is_file() and path.suffix.lower() == ".gguf":
+            from .gguf import load_gguf
+
+            model, tokenizer = load_gguf(path)
+        elif path.is_dir():
+            model, tokenizer = _load_mlx_lm_dir(path)
+        else:
+            raise ModelLoadError(
+                f"model {name!r} is neither a known name ({', '.join(NAMED_MODELS)}), "
+                "a local model directory, nor a .gguf file."
+            )
+    return LoadedModel(model, tokenizer, describe(model, tokenizer, name))
+
+
+def _load_mlx_lm_dir(path: Path):
+    import mlx_lm
+
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(
+            f"{path}: no config.json; expected an mlx-lm or Hugging Face model directory."
+        )
+    try:
+        return mlx_lm.load(str(path))
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"{path}: mlx_lm.load failed: {exc}") from exc

