@@ -52,3 +52,29 @@ def atomic_write_with(path: str | Path, writer: Callable[[str], Any]) -> None:
     """
     with atomic_path(path) as tmp:
         writer(str(tmp))
+
+
+@contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """Yield a fresh temporary directory that replaces ``path`` as a whole on success.
+
+    An existing ``path`` is moved aside, the new directory renamed into place, and only
+    then the old one deleted, so ``path`` is always either the old or the new version.
+    """
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.replace(path, old / "previous")
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

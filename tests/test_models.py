@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from metapeft_optuna import ModelLoadError
 from metapeft_optuna.models import SimpleClassifier, accuracy, cross_entropy_loss, load_model
 from metapeft_optuna.models.gguf import load_gguf
@@ -67,16 +65,13 @@ def test_model_directory_without_config(tmp_path):
         load_model(tmp_path)
 
 
-def test_mlx_lm_directory_loads(tmp_path, tiny):
-    """A model saved in mlx-lm's directory layout loads through mlx_lm.load."""
-    from mlx.utils import tree_flatten
+def test_mlx_lm_directory_round_trip(tmp_path, tiny):
+    """A model exported in mlx-lm's directory layout loads back through mlx_lm.load."""
+    from metapeft_optuna.models.export import save_mlx_lm_model
 
     model, tokenizer, _ = tiny
-    config = {**model.args.__dict__, "model_type": "llama"}
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    mx.save_safetensors(str(tmp_path / "model.safetensors"), dict(tree_flatten(model.parameters())))
-    tokenizer._tokenizer.save_pretrained(str(tmp_path))
-    loaded, loaded_tokenizer, info = load_model(tmp_path)
+    save_mlx_lm_model(model, tokenizer, tmp_path / "tiny")
+    loaded, loaded_tokenizer, info = load_model(tmp_path / "tiny")
     tokens = mx.array([tokenizer.encode("hello")])
     assert mx.allclose(loaded(tokens), model(tokens), atol=1e-5)
     assert info.num_layers == 2

@@ -1,0 +1,46 @@
+"""PEFT methods for MLX models: LoRA, DoRA, AdaLoRA, prompt, prefix and P-tuning.
+
+Each method lives in its own sub-package with a config dataclass and an adapter class,
+and registers itself with :class:`AdapterFactory` on import.
+"""
+
+from .adalora import AdaLoRAConfig, AdaLoRAModelAdapter, RankAllocator, SVDLinear
+from .base import BaseAdapter
+from .config import AdapterConfig
+from .io import load_adapter, read_adapter_config, save_adapter
+from .lora import DoRAConfig, DoRAModelAdapter, LoRAAdapter, LoRAConfig, LoRAModelAdapter
+from .method import PEFTMethod
+from .p_tuning import PromptEncoder, PTuningAdapter, PTuningConfig
+from .prefix_tuning import PrefixCache, PrefixTuningAdapter, PrefixTuningConfig
+from .prompt_tuning import PromptTuningAdapter, PromptTuningConfig
+from .registry import ADAPTERS, AdapterFactory, config_class, resolve_method
+
+__all__ = [
+    "ADAPTERS",
+    "AdaLoRAConfig",
+    "AdaLoRAModelAdapter",
+    "AdapterConfig",
+    "AdapterFactory",
+    "BaseAdapter",
+    "DoRAConfig",
+    "DoRAModelAdapter",
+    "LoRAAdapter",
+    "LoRAConfig",
+    "LoRAModelAdapter",
+    "PEFTMethod",
+    "PTuningAdapter",
+    "PTuningConfig",
+    "PrefixCache",
+    "PrefixTuningAdapter",
+    "PrefixTuningConfig",
+    "PromptEncoder",
+    "PromptTuningAdapter",
+    "PromptTuningConfig",
+    "RankAllocator",
+    "SVDLinear",
+    "config_class",
+    "load_adapter",
+    "read_adapter_config",
+    "resolve_method",
+    "save_adapter",
+]

@@ -1,0 +1,8 @@
+"""AdaLoRA."""
+
+from .adapter import AdaLoRAModelAdapter
+from .allocator import RankAllocator
+from .config import AdaLoRAConfig
+from .layers import SVDLinear
+
+__all__ = ["AdaLoRAConfig", "AdaLoRAModelAdapter", "RankAllocator", "SVDLinear"]

@@ -1,0 +1,67 @@
+"""Shared machinery of the methods that prepend trained virtual tokens to the input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from ..errors import AdapterCreationError
+from . import model_access
+from .base import BaseAdapter
+
+
+class VirtualTokenAdapter(BaseAdapter):
+    """Base of prompt tuning and P-tuning: ``virtual_tokens()`` go before the input.
+
+    On the first call of a decode (empty cache) and in training, the virtual token
+    embeddings are concatenated in front of the input embeddings; the returned hidden
+    states drop their positions, so the loss never sees them.
+    """
+
+    def __init__(self, model: nn.Module, config: Any, tokenizer: Any = None):
+        super().__init__(model, config, tokenizer)
+        model_access.require_language_model(model, self.method.value, embeddings=True)
+        context = getattr(getattr(model, "args", None), "max_position_embeddings", None)
+        if context and config.num_virtual_tokens >= context:
+            raise AdapterCreationError(
+                f"{self.method}: num_virtual_tokens={config.num_virtual_tokens} does not fit "
+                f"the model's context of {context} tokens; use fewer virtual tokens."
+            )
+        self.hidden_size = model_access.embedding_dim(model)
+
+    @property
+    def num_virtual_tokens(self) -> int:
+        return self.config.num_virtual_tokens
+
+    def virtual_tokens(self) -> mx.array:
+        """The ``(num_virtual_tokens, hidden)`` embeddings to prepend."""
+        raise NotImplementedError
+
+    def __call__(self, inputs: mx.array, cache: list[Any] | None = None) -> mx.array:
+        embeddings = model_access.embed(self.base, inputs)
+        prefill = cache is None or cache[0].offset == 0
+        if not prefill or self.num_virtual_tokens == 0:
+            return model_access.hidden_states(self.base, None, cache, embeddings)
+        virtual = self.virtual_tokens().astype(embeddings.dtype)
+        virtual = mx.broadcast_to(virtual[None], (inputs.shape[0], *virtual.shape))
+        hidden = model_access.hidden_states(
+            self.base, None, cache, mx.concatenate([virtual, embeddings], axis=1)
+        )
+        return hidden[:, self.num_virtual_tokens :]
+
+
+def vocabulary_embeddings(
+    model: nn.Module, count: int, token_ids: list[int] | None = None
+) -> mx.array:
+    """Embeddings of ``token_ids`` (or of ``count`` random vocabulary tokens)."""
+    if token_ids is None:
+        vocab = model.model.embed_tokens.weight.shape[0]
+        token_ids = mx.random.randint(0, vocab, (count,))
+    return model_access.embed(model, mx.array(token_ids)).astype(mx.float32)
+
+
+def embedding_std(model: nn.Module) -> float:
+    """Standard deviation of (a sample of) the model's token embeddings."""
+    return float(mx.std(vocabulary_embeddings(model, 512)))

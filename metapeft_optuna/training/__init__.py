@@ -1,0 +1,1 @@
+"""Training: batching, the answer-only loss, the compiled step, the trial runner."""

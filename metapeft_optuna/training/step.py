@@ -1,0 +1,59 @@
+"""The compiled training step."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+
+from ..peft import BaseAdapter
+from .batching import Batch
+from .loss import answer_loss
+
+
+def make_optimizer(
+    learning_rate: float, steps: int, warmup_fraction: float = 0.1, weight_decay: float = 0.0
+) -> optim.Optimizer:
+    """AdamW with linear warm-up and cosine decay to a tenth of the peak rate."""
+    warmup = max(1, int(steps * warmup_fraction))
+    schedule = optim.join_schedules(
+        [
+            optim.linear_schedule(learning_rate * 0.1, learning_rate, warmup),
+            optim.cosine_decay(learning_rate, max(1, steps - warmup), learning_rate * 0.1),
+        ],
+        [warmup],
+    )
+    return optim.AdamW(learning_rate=schedule, weight_decay=weight_decay)
+
+
+def make_train_step(
+    adapter: BaseAdapter,
+    optimizer: optim.Optimizer,
+    *,
+    max_grad_norm: float | None = 1.0,
+    compile: bool = True,
+) -> Callable[[Batch], tuple[mx.array, mx.array, Any]]:
+    """Build ``step(batch) -> (loss, answer tokens, gradients or None)``.
+
+    The step is compiled with the adapter's and optimizer's state (and the random
+    state, for dropout) as implicit inputs and outputs. Gradients are returned only to
+    adapters that ask for them (AdaLoRA's budget allocator).
+    """
+    loss_and_grad = nn.value_and_grad(adapter, answer_loss)
+    want_gradients = adapter.needs_step_gradients
+
+    def step(batch: Batch):
+        (loss, tokens), grads = loss_and_grad(adapter, batch)
+        if max_grad_norm is not None:
+            grads, _ = optim.clip_grad_norm(grads, max_grad_norm)
+        optimizer.update(adapter, grads)
+        return loss, tokens, (grads if want_gradients else None)
+
+    if not compile:
+        return step
+    state = [adapter.state, optimizer.state, mx.random.state]
+    return partial(mx.compile, inputs=state, outputs=state)(step)
