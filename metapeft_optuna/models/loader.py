@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ModelLoadError
+from .fast_layers import fast_kernels_enabled, use_fast_layers
 from .info import LoadedModel, describe
 
 NAMED_MODELS = {
@@ -25,7 +26,9 @@ def load_model(spec: str | Path, *, seed: int = 0) -> LoadedModel:
         seed: Weight seed of the ``tiny`` models.
 
     Returns:
-        ``LoadedModel(model, tokenizer, info)``; unpack it as a 3-tuple.
+        ``LoadedModel(model, tokenizer, info)``; unpack it as a 3-tuple. On the CPU
+        backend the SwiGLU MLPs use :mod:`~metapeft_optuna.models.fast_math`
+        (``METAPEFT_FAST_KERNELS=0`` keeps mlx-lm's own).
 
     Raises:
         ModelLoadError: Unknown spec, missing files, or an unsupported format.
@@ -59,6 +62,8 @@ def load_model(spec: str | Path, *, seed: int = 0) -> LoadedModel:
                 f"model {name!r} is neither a known name ({', '.join(NAMED_MODELS)}), "
                 "a local model directory, nor a .gguf file."
             )
+    if fast_kernels_enabled():
+        use_fast_layers(model)
     return LoadedModel(model, tokenizer, describe(model, tokenizer, name))
 
 

@@ -83,8 +83,8 @@ class BaseAdapter(nn.Module):
         """
         return None
 
-    def make_cache(self) -> list[Any]:
-        """A fresh KV cache for incremental decoding with this adapter."""
+    def make_cache(self, batch_size: int = 1) -> list[Any]:
+        """A fresh KV cache for decoding ``batch_size`` sequences with this adapter."""
         from mlx_lm.models.cache import make_prompt_cache
 
         return make_prompt_cache(self.base)

@@ -17,7 +17,7 @@ import numpy as np
 from ..tasks import Example
 
 LENGTH_QUANTUM = 8  # pad lengths up to multiples of 8: few shapes, few recompilations
-ANSWER_QUANTUM = 4
+ANSWER_QUANTUM = 2
 
 
 @dataclass(frozen=True)
@@ -33,12 +33,15 @@ class EncodedExample:
 
 
 class Batch(NamedTuple):
-    """Arrays for one step: ``tokens`` (B, L); ``positions``/``targets``/``mask`` (B, A)."""
+    """Arrays for one step: ``tokens`` (B, L); ``positions``/``targets``/``mask`` (B, A);
+    ``lengths`` (B,) real tokens per row. Only arrays, so compiled steps never retrace
+    on a new Python value."""
 
     tokens: mx.array
     positions: mx.array
     targets: mx.array
     mask: mx.array
+    lengths: mx.array
 
 
 def eos_id(tokenizer: Any) -> int:
@@ -78,7 +81,10 @@ def collate(examples: Sequence[EncodedExample], pad_id: int = 0) -> Batch:
         positions[row, :n] = np.arange(len(example.prompt) - 1, len(example.prompt) - 1 + n)
         targets[row, :n] = example.answer
         mask[row, :n] = 1.0
-    return Batch(mx.array(tokens), mx.array(positions), mx.array(targets), mx.array(mask))
+    lengths = np.array([e.length for e in examples], dtype=np.int32)
+    return Batch(
+        mx.array(tokens), mx.array(positions), mx.array(targets), mx.array(mask), mx.array(lengths)
+    )
 
 
 def iterate_batches(

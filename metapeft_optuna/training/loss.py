@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import mlx.core as mx
-import mlx.nn as nn
 
+from ..models.fast_math import cross_entropy
 from ..peft import BaseAdapter
 from .batching import Batch
 
@@ -19,7 +19,7 @@ def answer_logits(adapter: BaseAdapter, batch: Batch) -> mx.array:
 def answer_loss(adapter: BaseAdapter, batch: Batch) -> tuple[mx.array, mx.array]:
     """Mean cross-entropy over answer tokens (plus the adapter's own term), and their count."""
     logits = answer_logits(adapter, batch).astype(mx.float32)
-    ce = nn.losses.cross_entropy(logits, batch.targets) * batch.mask
+    ce = cross_entropy(logits, batch.targets) * batch.mask
     tokens = batch.mask.sum()
     loss = ce.sum() / tokens
     extra = adapter.extra_loss()

@@ -1,0 +1,197 @@
+"""Scoring a fine-tuned adapter on held-out examples.
+
+- Classification: the label with the highest score wins. When the labels' first tokens
+  differ, that is constrained greedy decoding (one forward pass, logits at the first
+  answer position only); otherwise every label's full log-likelihood is compared.
+- Generation: greedy decoding with a KV cache, then exact match after normalisation.
+  For learning curves a cheaper equivalent is used: teacher-forced token exact match
+  (greedy decoding yields the reference tokens exactly when every teacher-forced
+  arg-max is right), which needs the same single forward pass as the loss.
+- Language modelling: next-token accuracy.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+from ..peft import BaseAdapter
+from ..tasks import Task, normalize_answer
+from .batching import EncodedExample, collate, encode_example, eos_id
+from .loss import answer_logits
+
+EVAL_BATCH = 32
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """A classification task's answer set as token sequences (each ending with EOS)."""
+
+    labels: tuple[str, ...]
+    token_ids: tuple[tuple[int, ...], ...]
+
+    @property
+    def first_tokens(self) -> tuple[int, ...]:
+        return tuple(ids[0] for ids in self.token_ids)
+
+    @property
+    def first_tokens_distinct(self) -> bool:
+        return len(set(self.first_tokens)) == len(self.token_ids)
+
+    @classmethod
+    def from_task(cls, task: Task, tokenizer: Any) -> LabelSet | None:
+        if task.task_type != "classification":
+            return None
+        end = eos_id(tokenizer)
+        ids = tuple(
+            tuple(tokenizer.encode(label, add_special_tokens=False)) + (end,)
+            for label in task.labels
+        )
+        return cls(task.labels, ids)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Loss and metric on a set of examples."""
+
+    loss: float
+    metric: float
+    count: int
+
+
+def _batches(examples: Sequence[EncodedExample]):
+    # Sort by length so each batch is padded little; order does not matter for means.
+    order = sorted(range(len(examples)), key=lambda i: examples[i].length)
+    for start in range(0, len(order), EVAL_BATCH):
+        yield [examples[i] for i in order[start : start + EVAL_BATCH]]
+
+
+def teacher_forced(
+    adapter: BaseAdapter,
+    examples: Sequence[EncodedExample],
+    task_type: str,
+    labels: LabelSet | None,
+) -> Evaluation:
+    """Loss and metric from one forward pass per batch (the learning-curve evaluation).
+
+    The metric is label accuracy for classification (from the same pass when the
+    labels' first tokens differ, else by label likelihood), token exact match for
+    generation and next-token accuracy for language modelling.
+    """
+    by_likelihood = labels is not None and not labels.first_tokens_distinct
+    loss_sum = metric_sum = 0.0
+    tokens_seen = 0
+    for chunk in _batches(examples):
+        batch = collate(chunk)
+        logits = answer_logits(adapter, batch).astype(mx.float32)
+        nll = nn.losses.cross_entropy(logits, batch.targets) * batch.mask
+        correct = (mx.argmax(logits, axis=-1) == batch.targets) * batch.mask
+        per_example_tokens = batch.mask.sum(axis=1)
+        loss_sum += float((nll.sum(axis=1) / per_example_tokens).sum())
+        if by_likelihood:
+            predicted = _classify_by_likelihood(adapter, chunk, labels)
+            gold = [labels.token_ids.index(e.answer) for e in chunk]
+            metric_sum += sum(p == g for p, g in zip(predicted, gold))
+        elif labels is not None:
+            first = logits[:, 0, mx.array(labels.first_tokens)]
+            choice = mx.array(labels.first_tokens)[mx.argmax(first, axis=-1)]
+            metric_sum += float((choice == batch.targets[:, 0]).sum())
+        elif task_type == "language_modeling":
+            metric_sum += float(correct.sum())
+            tokens_seen += int(batch.mask.sum())
+        else:
+            metric_sum += float((correct.sum(axis=1) == per_example_tokens).sum())
+    n = len(examples)
+    metric = metric_sum / tokens_seen if task_type == "language_modeling" else metric_sum / n
+    return Evaluation(loss_sum / n, metric, n)
+
+
+def classify(
+    adapter: BaseAdapter, examples: Sequence[EncodedExample], labels: LabelSet
+) -> list[int]:
+    """Index of the predicted label for each example."""
+    if labels.first_tokens_distinct:
+        first = mx.array(labels.first_tokens)
+        predictions: dict[int, int] = {}
+        order = sorted(range(len(examples)), key=lambda i: examples[i].length)
+        for start in range(0, len(order), EVAL_BATCH):
+            idx = order[start : start + EVAL_BATCH]
+            # Logits only at the last prompt position, for the label tokens only.
+            batch = collate([EncodedExample(examples[i].prompt, (0,)) for i in idx])
+            scores = answer_logits(adapter, batch)[:, 0][:, first]
+            for i, choice in zip(idx, mx.argmax(scores, axis=-1).tolist()):
+                predictions[i] = choice
+        return [predictions[i] for i in range(len(examples))]
+    return _classify_by_likelihood(adapter, examples, labels)
+
+
+def _classify_by_likelihood(
+    adapter: BaseAdapter, examples: Sequence[EncodedExample], labels: LabelSet
+) -> list[int]:
+    candidates = [EncodedExample(e.prompt, ids) for e in examples for ids in labels.token_ids]
+    scores = np.zeros(len(candidates))
+    order = sorted(range(len(candidates)), key=lambda i: candidates[i].length)
+    for start in range(0, len(order), EVAL_BATCH):
+        idx = order[start : start + EVAL_BATCH]
+        batch = collate([candidates[i] for i in idx])
+        logits = answer_logits(adapter, batch).astype(mx.float32)
+        log_likelihood = -(nn.losses.cross_entropy(logits, batch.targets) * batch.mask).sum(1)
+        scores[idx] = np.array(log_likelihood)
+    return scores.reshape(len(examples), len(labels.labels)).argmax(axis=1).tolist()
+
+
+def greedy_decode(
+    adapter: BaseAdapter, prompts: Sequence[Sequence[int]], max_new_tokens: int, stop_ids: set[int]
+) -> list[list[int]]:
+    """Greedy continuations of ``prompts`` (batched by equal prompt length, no padding)."""
+    by_length: dict[int, list[int]] = defaultdict(list)
+    for i, prompt in enumerate(prompts):
+        by_length[len(prompt)].append(i)
+    outputs: list[list[int]] = [[] for _ in prompts]
+    for group in by_length.values():
+        for start in range(0, len(group), EVAL_BATCH):
+            idx = group[start : start + EVAL_BATCH]
+            cache = adapter.make_cache(batch_size=len(idx))
+            tokens = mx.array([list(prompts[i]) for i in idx])
+            done = np.zeros(len(idx), dtype=bool)
+            for _ in range(max_new_tokens):
+                hidden = adapter(tokens, cache)
+                next_tokens = mx.argmax(adapter.logits(hidden[:, -1]), axis=-1)
+                values = next_tokens.tolist()
+                for row, token in enumerate(values):
+                    if not done[row]:
+                        if token in stop_ids:
+                            done[row] = True
+                        else:
+                            outputs[idx[row]].append(token)
+                if done.all():
+                    break
+                tokens = next_tokens[:, None]
+    return outputs
+
+
+def final_accuracy(
+    adapter: BaseAdapter, task: Task, examples: Sequence, tokenizer: Any, labels: LabelSet | None
+) -> float:
+    """The trial's accuracy objective on held-out ``examples`` (``Example`` objects)."""
+    encoded = [encode_example(e, tokenizer) for e in examples]
+    if task.task_type == "classification" and labels is not None:
+        gold = [labels.labels.index(e.completion) for e in examples]
+        predicted = classify(adapter, encoded, labels)
+        return float(np.mean(np.array(predicted) == np.array(gold)))
+    if task.task_type == "language_modeling":
+        return teacher_forced(adapter, encoded, task.task_type, None).metric
+    stop = set(getattr(tokenizer, "eos_token_ids", None) or [eos_id(tokenizer)])
+    longest = max(len(e.answer) for e in encoded)
+    decoded = greedy_decode(adapter, [e.prompt for e in encoded], longest + 2, stop)
+    hits = [
+        normalize_answer(tokenizer.decode(tokens)) == normalize_answer(example.completion)
+        for tokens, example in zip(decoded, examples)
+    ]
+    return float(np.mean(hits))

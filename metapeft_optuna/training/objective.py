@@ -1,0 +1,186 @@
+"""``PEFTObjective``: an Optuna objective that fine-tunes one PEFT configuration per trial."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from .. import schema
+from ..errors import ConfigError, MetaLearningError
+from ..models import LoadedModel, load_model
+from ..tasks import Task, TaskCharacteristics, load_task
+from .results import CurvePoint, TrainingBudget, TrialResult
+from .search_space import PEFTSearchSpace
+from .trainer import PreparedTask, fine_tune
+
+logger = logging.getLogger("metapeft_optuna")
+
+
+class PEFTObjective:
+    """Fine-tune ``model`` on ``task`` with the configuration a trial suggests.
+
+    Returns ``(accuracy, peak memory MB, training seconds)`` for studies with
+    directions ``["maximize", "minimize", "minimize"]`` (or only accuracy with
+    ``objectives=("accuracy",)``). Works with any Optuna sampler.
+
+    A configuration that cannot be trained (NaN loss, too many virtual tokens for the
+    context, memory ceiling exceeded, ...) is recorded in the trial's ``fail_reason``
+    user attribute and returns NaN, which Optuna marks as a failed trial; the study
+    goes on. The first call stores the task's characteristics and the model's info on
+    the study, which makes the study experience for the meta-model.
+
+    Args:
+        task: A :class:`Task` or a task spec (built-in name or data file).
+        model: A model spec or an already loaded ``(model, tokenizer, info)``. Specs are
+            loaded on the first trial and kept for the following ones.
+        search_space: The :class:`PEFTSearchSpace` (default: every method).
+        budget: The :class:`TrainingBudget` of each trial.
+        adapters_dir: Save each trial's adapter under
+            ``adapters_dir/<study name>/trial-<number>`` (None: do not save).
+        objectives: Which of ``schema.OBJECTIVES`` to return, in that order.
+
+    Example:
+        >>> import optuna
+        >>> objective = PEFTObjective("parity@64", model="tiny",
+        ...                           search_space=PEFTSearchSpace(methods=("lora",)),
+        ...                           budget=TrainingBudget(curve_points=2, eval_examples=8))
+        >>> study = optuna.create_study(directions=objective.directions)
+        >>> study.optimize(objective, n_trials=1)
+        >>> len(study.trials[0].values)
+        3
+    """
+
+    def __init__(
+        self,
+        task: Task | str,
+        model: str | LoadedModel | tuple = "smollm2-135m",
+        *,
+        search_space: PEFTSearchSpace | None = None,
+        budget: TrainingBudget | None = None,
+        adapters_dir: str | Path | None = None,
+        objectives: Sequence[str] = schema.OBJECTIVES,
+    ):
+        unknown = [o for o in objectives if o not in schema.OBJECTIVES]
+        if unknown or not objectives:
+            raise ConfigError(f"objectives={list(objectives)}; choose from {schema.OBJECTIVES}.")
+        self.task = load_task(task) if isinstance(task, str) else task
+        self.model_spec = model if isinstance(model, str) else None
+        self._loaded = (
+            None
+            if isinstance(model, str)
+            else LoadedModel(*model[:2], model[2] if len(model) > 2 else None)
+        )
+        self.search_space = search_space or PEFTSearchSpace()
+        self.budget = budget or TrainingBudget()
+        self.adapters_dir = Path(adapters_dir) if adapters_dir is not None else None
+        self.objectives = tuple(objectives)
+        self._prepared: PreparedTask | None = None
+        self._characteristics: TaskCharacteristics | None = None
+
+    @property
+    def directions(self) -> list[str]:
+        return [schema.DIRECTIONS[schema.OBJECTIVES.index(o)] for o in self.objectives]
+
+    @property
+    def loaded(self) -> LoadedModel:
+        if self._loaded is None:
+            self._loaded = load_model(self.model_spec)
+        return self._loaded
+
+    @property
+    def prepared(self) -> PreparedTask:
+        if self._prepared is None:
+            self._prepared = PreparedTask.prepare(self.task, self.loaded.tokenizer, self.budget)
+        return self._prepared
+
+    @property
+    def characteristics(self) -> TaskCharacteristics:
+        if self._characteristics is None:
+            self._characteristics = TaskCharacteristics.from_task(self.task, self.loaded.tokenizer)
+        return self._characteristics
+
+    @property
+    def model_name(self) -> str:
+        info = self.loaded.info
+        return info.name if info is not None else type(self.loaded.model).__name__
+
+    def study_attributes(self) -> dict[str, Any]:
+        """What the study carries so that it becomes experience."""
+        info = self.loaded.info
+        return {
+            schema.STUDY_TASK: {
+                "name": self.task.name,
+                "characteristics": self.characteristics.to_dict(),
+            },
+            schema.STUDY_MODEL: info.to_dict() if info is not None else {"name": self.model_name},
+            schema.STUDY_SPACE: {"methods": list(self.search_space.methods)},
+        }
+
+    def _mark_study(self, study: optuna.Study) -> None:
+        existing = study.user_attrs
+        for key, value in self.study_attributes().items():
+            if key not in existing:
+                study.set_user_attr(key, value)
+        if len(self.objectives) > 1 and study.metric_names is None:
+            study.set_metric_names(list(self.objectives))
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        self._mark_study(trial.study)
+        method, hyperparameters = self.search_space.suggest(
+            trial, num_layers=len(self.loaded.model.layers), init_text=self.task.description
+        )
+        trial.set_user_attr(schema.TRIAL_METHOD, method)
+        trial.set_user_attr(schema.TRIAL_HYPERPARAMETERS, hyperparameters)
+        trial.set_user_attr("model", self.model_name)
+        trial.set_user_attr("task", self.task.name)
+        output_dir = None
+        if self.adapters_dir is not None:
+            output_dir = self.adapters_dir / trial.study.study_name / f"trial-{trial.number}"
+        curve: list[CurvePoint] = []
+        try:
+            result = fine_tune(
+                self.loaded,
+                self.prepared,
+                method,
+                hyperparameters,
+                self.budget,
+                output_dir=output_dir,
+                on_curve_point=lambda p: self._on_curve_point(trial, curve, p),
+            )
+        except MetaLearningError as exc:
+            trial.set_user_attr(schema.TRIAL_FAIL_REASON, str(exc))
+            logger.warning("trial %d failed: %s", trial.number, exc)
+            nan = float("nan")
+            return nan if len(self.objectives) == 1 else tuple(nan for _ in self.objectives)
+        self._record(trial, result)
+        values = dict(zip(schema.OBJECTIVES, result.objectives))
+        chosen = tuple(values[o] for o in self.objectives)
+        return chosen[0] if len(chosen) == 1 else chosen
+
+    def _on_curve_point(
+        self, trial: optuna.Trial, curve: list[CurvePoint], point: CurvePoint
+    ) -> None:
+        curve.append(point)
+        trial.set_user_attr(schema.TRIAL_CURVE, [p.to_dict() for p in curve])
+        if len(trial.study.directions) == 1:
+            trial.report(point.val_metric, point.step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at step {point.step}")
+
+    @staticmethod
+    def _record(trial: optuna.Trial, result: TrialResult) -> None:
+        trial.set_user_attr(schema.TRIAL_PARAMETERS, result.trainable_parameters)
+        trial.set_user_attr(schema.TRIAL_CURVE, [p.to_dict() for p in result.learning_curve])
+        trial.set_user_attr(schema.TRIAL_EVAL_SECONDS, result.eval_seconds)
+        trial.set_user_attr("tokens_per_second", result.tokens_per_second)
+        if result.adapter_path is not None:
+            trial.set_user_attr(schema.TRIAL_ADAPTER, result.adapter_path)
+        for key, value in result.extra.items():
+            trial.set_user_attr(key, value)
+        if not all(math.isfinite(v) for v in result.objectives):
+            trial.set_user_attr(schema.TRIAL_FAIL_REASON, "non-finite objective values")

@@ -1,0 +1,110 @@
+"""``TrainingBudget`` (what a trial may spend) and ``TrialResult`` (what it produced)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrainingBudget:
+    """Limits and evaluation settings of one fine-tune (the hyperparameters are separate).
+
+    Attributes:
+        max_train_examples: Cap on the training split (None: all).
+        curve_examples: Validation examples scored at every learning-curve point.
+        eval_examples: Held-out test examples scored for the accuracy objective.
+        curve_points: Number of learning-curve points (evenly spaced, last at the end).
+        memory_limit_mb: Fail the trial when peak memory exceeds this (None: no limit).
+        max_grad_norm: Gradient clipping (None: off).
+        seed: Seeds the adapter's initialisation, batch order and dropout.
+        split_seed: Seeds the train/validation/test split.
+
+    Example:
+        >>> TrainingBudget(curve_points=4).curve_steps(40)
+        [10, 20, 30, 40]
+    """
+
+    max_train_examples: int | None = None
+    curve_examples: int = 32
+    eval_examples: int = 100
+    curve_points: int = 4
+    memory_limit_mb: float | None = None
+    max_grad_norm: float | None = 1.0
+    seed: int = 0
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("curve_examples", "eval_examples", "curve_points"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"TrainingBudget.{name}={value!r} must be a positive integer.")
+        if self.memory_limit_mb is not None and self.memory_limit_mb <= 0:
+            raise ConfigError(
+                f"TrainingBudget.memory_limit_mb={self.memory_limit_mb!r} must "
+                "be positive (or None for no limit)."
+            )
+
+    def curve_steps(self, steps: int) -> list[int]:
+        """The optimizer steps after which the learning curve is sampled."""
+        points = min(self.curve_points, steps)
+        return sorted({max(1, round(steps * (i + 1) / points)) for i in range(points)})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One point of a learning curve."""
+
+    step: int
+    train_loss: float
+    val_loss: float
+    val_metric: float
+    train_seconds: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass
+class TrialResult:
+    """The outcome of one fine-tune.
+
+    Attributes:
+        accuracy: Held-out test accuracy (the first objective).
+        peak_memory_mb: Peak MLX memory while training, weights included.
+        train_seconds: Wall time of the training loop (evaluations excluded).
+        eval_seconds: Wall time of all evaluations (curve points and final test).
+        trainable_parameters: Number of trained parameters.
+        learning_curve: Validation metric and losses at regular steps.
+        adapter_path: Where the adapter was saved (None if not saved).
+        method: The PEFT method.
+        hyperparameters: The full configuration that was trained.
+        tokens_per_second: Training tokens (padding excluded) per training second.
+    """
+
+    accuracy: float
+    peak_memory_mb: float
+    train_seconds: float
+    eval_seconds: float
+    trainable_parameters: int
+    learning_curve: list[CurvePoint]
+    adapter_path: str | None
+    method: str
+    hyperparameters: dict[str, Any]
+    tokens_per_second: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def objectives(self) -> tuple[float, float, float]:
+        """``(accuracy, peak memory MB, training seconds)``."""
+        return self.accuracy, self.peak_memory_mb, self.train_seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["learning_curve"] = [p.to_dict() for p in self.learning_curve]
+        return data

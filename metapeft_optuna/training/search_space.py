@@ -1,0 +1,292 @@
+"""The conditional PEFT search space, defined once for every sampler and for meta-learning.
+
+``method`` is categorical; every other parameter belongs to some methods only (LoRA-family
+parameters are shared by ``lora``, ``dora`` and ``adalora``; virtual-token parameters by
+the three prompt methods). The same definitions serve three uses:
+
+- :meth:`PEFTSearchSpace.suggest` asks an Optuna trial define-by-run (TPE, NSGA-II,
+  Random, GP, ... all work);
+- :meth:`PEFTSearchSpace.encode` turns a parameter dict into a fixed-length vector in
+  ``[0, 1]`` (inactive parameters are 0) for the meta-model;
+- :meth:`PEFTSearchSpace.sample` draws random configurations for acquisition.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from ..errors import ConfigError
+from ..peft import PEFTMethod
+
+LORA_FAMILY = ("lora", "dora", "adalora")
+VIRTUAL = ("prompt_tuning", "prefix_tuning", "p_tuning")
+ALL_METHODS = tuple(m.value for m in PEFTMethod)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: its distribution, the methods that use it, an optional condition."""
+
+    name: str
+    distribution: BaseDistribution
+    methods: tuple[str, ...]
+    condition: Callable[[dict[str, Any]], bool] | None = None
+
+    def active(self, params: dict[str, Any]) -> bool:
+        return params.get("method") in self.methods and (
+            self.condition is None or self.condition(params)
+        )
+
+
+def default_specs(
+    learning_rate: tuple[float, float] = (1e-4, 1e-1),
+    steps: tuple[int, int, int] = (10, 40, 10),
+    batch_sizes: Sequence[int] = (4, 8, 16),
+) -> list[ParamSpec]:
+    """The product's search space (ranges chosen for short fine-tunes of small LMs)."""
+    every = ALL_METHODS
+    return [
+        ParamSpec("learning_rate", FloatDistribution(*learning_rate, log=True), every),
+        ParamSpec("steps", IntDistribution(steps[0], steps[1], step=steps[2]), every),
+        ParamSpec("batch_size", CategoricalDistribution(tuple(batch_sizes)), every),
+        ParamSpec("lora_rank", CategoricalDistribution((2, 4, 8, 16, 32)), ("lora", "dora")),
+        ParamSpec("lora_alpha", FloatDistribution(1.0, 64.0, log=True), LORA_FAMILY),
+        ParamSpec("lora_dropout", FloatDistribution(0.0, 0.2), LORA_FAMILY),
+        ParamSpec(
+            "lora_targets",
+            CategoricalDistribution(("qv", "attention", "attention_mlp")),
+            LORA_FAMILY,
+        ),
+        ParamSpec("lora_layer_fraction", CategoricalDistribution((0.25, 0.5, 1.0)), LORA_FAMILY),
+        ParamSpec("adalora_init_r", CategoricalDistribution((4, 8, 12, 16)), ("adalora",)),
+        ParamSpec("adalora_target_fraction", FloatDistribution(0.25, 1.0), ("adalora",)),
+        ParamSpec("adalora_orth_reg_weight", FloatDistribution(0.01, 1.0, log=True), ("adalora",)),
+        ParamSpec("adalora_tinit_fraction", FloatDistribution(0.0, 0.3), ("adalora",)),
+        ParamSpec("adalora_tfinal_fraction", FloatDistribution(0.0, 0.3), ("adalora",)),
+        ParamSpec("num_virtual_tokens", IntDistribution(4, 32, log=True), VIRTUAL),
+        ParamSpec(
+            "prompt_init", CategoricalDistribution(("random", "vocab", "text")), ("prompt_tuning",)
+        ),
+        ParamSpec("prefix_projection", CategoricalDistribution((False, True)), ("prefix_tuning",)),
+        ParamSpec(
+            "prefix_hidden",
+            CategoricalDistribution((64, 256)),
+            ("prefix_tuning",),
+            condition=lambda p: bool(p.get("prefix_projection")),
+        ),
+        ParamSpec("ptuning_encoder", CategoricalDistribution(("mlp", "lstm")), ("p_tuning",)),
+        ParamSpec("ptuning_hidden", CategoricalDistribution((64, 128, 256)), ("p_tuning",)),
+    ]
+
+
+class PEFTSearchSpace:
+    """The conditional space over PEFT method and hyperparameters.
+
+    Args:
+        methods: Methods to search (default: all six).
+        specs: Parameter definitions (default: :func:`default_specs`).
+
+    Example:
+        >>> import optuna
+        >>> space = PEFTSearchSpace(methods=("lora", "prompt_tuning"))
+        >>> study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        >>> trial = study.ask()
+        >>> method, hyperparameters = space.suggest(trial, num_layers=30)
+        >>> sorted(hyperparameters)[:3]
+        ['batch_size', 'learning_rate', 'steps']
+        >>> space.encode(trial.params).shape == (space.dimension,)
+        True
+    """
+
+    def __init__(
+        self,
+        methods: Sequence[str | PEFTMethod] = ALL_METHODS,
+        specs: Sequence[ParamSpec] | None = None,
+    ):
+        names = [PEFTMethod(m).value if not isinstance(m, PEFTMethod) else m.value for m in methods]
+        if not names:
+            raise ConfigError("PEFTSearchSpace needs at least one method.")
+        self.methods = tuple(names)
+        self.specs = [
+            s for s in (specs or default_specs()) if any(m in self.methods for m in s.methods)
+        ]
+        self._features = self._feature_layout()
+
+    # --- Optuna ------------------------------------------------------------------------
+    @property
+    def method_distribution(self) -> CategoricalDistribution:
+        return CategoricalDistribution(self.methods)
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        """Every parameter's distribution, ``method`` first."""
+        return {"method": self.method_distribution, **{s.name: s.distribution for s in self.specs}}
+
+    def active_specs(self, params: dict[str, Any]) -> list[ParamSpec]:
+        """The parameters a configuration uses, in definition order (conditions apply to
+        parameters defined before)."""
+        return [s for s in self.specs if s.active(params)]
+
+    def suggest(self, trial: Any, num_layers: int, init_text: str = "") -> tuple[str, dict]:
+        """Suggest a configuration on ``trial`` (define-by-run) and return it as
+        ``(method, hyperparameters)`` for :func:`~metapeft_optuna.training.fine_tune`."""
+        params: dict[str, Any] = {"method": trial.suggest_categorical("method", self.methods)}
+        for spec in self.specs:
+            if spec.active(params):
+                params[spec.name] = _suggest(trial, spec.name, spec.distribution)
+        return self.to_hyperparameters(params, num_layers, init_text)
+
+    def sample(self, rng: np.random.Generator, method: str | None = None) -> dict[str, Any]:
+        """A random configuration (uniform on each distribution, log-uniform where log)."""
+        params: dict[str, Any] = {"method": method or self.methods[rng.integers(len(self.methods))]}
+        for spec in self.specs:
+            if spec.active(params):
+                params[spec.name] = _sample(rng, spec.distribution)
+        return params
+
+    def contains(self, params: dict[str, Any]) -> bool:
+        """Whether ``params`` holds exactly the active parameters, each in its range."""
+        if params.get("method") not in self.methods:
+            return False
+        active = self.active_specs(params)
+        if set(params) != {"method", *(s.name for s in active)}:
+            return False
+        return all(
+            s.distribution._contains(s.distribution.to_internal_repr(params[s.name]))
+            for s in active
+        )
+
+    # --- fine_tune hyperparameters ------------------------------------------------------
+    @staticmethod
+    def to_hyperparameters(
+        params: dict[str, Any], num_layers: int, init_text: str = ""
+    ) -> tuple[str, dict[str, Any]]:
+        """Map search-space parameters to ``fine_tune`` hyperparameters."""
+        method = params["method"]
+        hp: dict[str, Any] = {
+            "learning_rate": float(params["learning_rate"]),
+            "steps": int(params["steps"]),
+            "batch_size": int(params["batch_size"]),
+        }
+        if method in LORA_FAMILY:
+            fraction = float(params["lora_layer_fraction"])
+            hp.update(
+                alpha=float(params["lora_alpha"]),
+                dropout=float(params["lora_dropout"]),
+                target_modules=params["lora_targets"],
+                num_layers=max(1, round(fraction * num_layers)),
+            )
+            if method == "adalora":
+                init_r = int(params["adalora_init_r"])
+                steps = hp["steps"]
+                hp.update(
+                    init_r=init_r,
+                    target_r=max(1, round(init_r * params["adalora_target_fraction"])),
+                    orth_reg_weight=float(params["adalora_orth_reg_weight"]),
+                    tinit=int(params["adalora_tinit_fraction"] * steps),
+                    tfinal=int(params["adalora_tfinal_fraction"] * steps),
+                )
+            else:
+                hp["rank"] = int(params["lora_rank"])
+        else:
+            hp["num_virtual_tokens"] = int(params["num_virtual_tokens"])
+            if method == "prompt_tuning":
+                hp["init"] = params["prompt_init"]
+                if hp["init"] == "text":
+                    hp["init_text"] = init_text or "Answer the question."
+            elif method == "prefix_tuning":
+                hp["projection"] = bool(params["prefix_projection"])
+                if hp["projection"]:
+                    hp["encoder_hidden_size"] = int(params["prefix_hidden"])
+            else:
+                hp.update(
+                    encoder_type=params["ptuning_encoder"],
+                    encoder_hidden_size=int(params["ptuning_hidden"]),
+                )
+        return method, hp
+
+    # --- encoding -------------------------------------------------------------------------
+    def _feature_layout(self) -> list[tuple[str, str, Any]]:
+        layout = [("method", "onehot", m) for m in self.methods]
+        for spec in self.specs:
+            dist = spec.distribution
+            if isinstance(dist, CategoricalDistribution) and _is_string_choice(dist):
+                layout += [(spec.name, "onehot", c) for c in dist.choices]
+            else:
+                layout.append((spec.name, "scalar", None))
+        return layout
+
+    @property
+    def dimension(self) -> int:
+        return len(self._features)
+
+    def feature_names(self) -> list[str]:
+        return [
+            f"{name}={choice}" if kind == "onehot" else name
+            for name, kind, choice in self._features
+        ]
+
+    def encode(self, params: dict[str, Any]) -> np.ndarray:
+        """A ``[0, 1]`` vector; parameters the configuration does not use are 0."""
+        distributions = self.distributions()
+        vector = np.zeros(self.dimension, dtype=np.float32)
+        for i, (name, kind, choice) in enumerate(self._features):
+            if name not in params:
+                continue
+            if kind == "onehot":
+                vector[i] = float(params[name] == choice)
+            else:
+                vector[i] = _scale(distributions[name], params[name])
+        return vector
+
+
+def _is_string_choice(dist: CategoricalDistribution) -> bool:
+    return any(isinstance(c, str) for c in dist.choices)
+
+
+def _scale(dist: BaseDistribution, value: Any) -> float:
+    """Position of ``value`` in its distribution's range, in [0, 1]."""
+    if isinstance(dist, CategoricalDistribution):
+        if all(isinstance(c, bool) for c in dist.choices):
+            return float(bool(value))
+        numbers = [float(c) for c in dist.choices]
+        low, high, x = min(numbers), max(numbers), float(value)
+        if low > 0:
+            low, high, x = math.log(low), math.log(high), math.log(x)
+        return 0.0 if high == low else (x - low) / (high - low)
+    low, high, x = float(dist.low), float(dist.high), float(value)
+    if getattr(dist, "log", False):
+        low, high, x = math.log(low), math.log(high), math.log(x)
+    return 0.0 if high == low else (x - low) / (high - low)
+
+
+def _suggest(trial: Any, name: str, dist: BaseDistribution) -> Any:
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
+    return trial.suggest_categorical(name, dist.choices)
+
+
+def _sample(rng: np.random.Generator, dist: BaseDistribution) -> Any:
+    if isinstance(dist, CategoricalDistribution):
+        return dist.choices[int(rng.integers(len(dist.choices)))]
+    low, high = float(dist.low), float(dist.high)
+    if dist.log:
+        x = math.exp(rng.uniform(math.log(low), math.log(high)))
+    else:
+        x = rng.uniform(low, high)
+    if dist.step is not None:
+        x = low + round((x - low) / dist.step) * dist.step
+    x = min(max(x, low), high)
+    return int(round(x)) if isinstance(dist, IntDistribution) else float(x)

@@ -1,0 +1,253 @@
+"""``fine_tune``: one real MLX adapter fine-tune, scored on three objectives."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+
+from ..errors import AdapterCreationError, ConfigError, TrialFailedError
+from ..models import LoadedModel, load_model
+from ..peft import AdapterFactory, BaseAdapter, PEFTMethod, resolve_method
+from ..tasks import Example, Task, load_task
+from .batching import EncodedExample, encode_task_examples, iterate_batches
+from .evaluation import LabelSet, final_accuracy, teacher_forced
+from .results import CurvePoint, TrainingBudget, TrialResult
+from .step import make_optimizer, make_train_step
+
+TRAINING_KEYS = ("learning_rate", "steps", "batch_size")
+CurveCallback = Callable[[CurvePoint], None]
+
+
+@dataclass
+class PreparedTask:
+    """A task tokenised once for many trials: encoded splits and the label set."""
+
+    task: Task
+    train: list[EncodedExample]
+    validation: list[EncodedExample]
+    test: tuple[Example, ...]
+    labels: LabelSet | None
+    longest: int
+
+    @classmethod
+    def prepare(cls, task: Task, tokenizer: Any, budget: TrainingBudget) -> PreparedTask:
+        splits = task.splits(seed=budget.split_seed)
+        train = (
+            splits.train[: budget.max_train_examples] if budget.max_train_examples else splits.train
+        )
+        encoded_train = encode_task_examples(train, tokenizer)
+        validation = encode_task_examples(splits.validation[: budget.curve_examples], tokenizer)
+        longest = max(e.length for e in encoded_train + validation)
+        return cls(
+            task,
+            encoded_train,
+            validation,
+            splits.test[: budget.eval_examples],
+            LabelSet.from_task(task, tokenizer),
+            longest,
+        )
+
+
+def split_hyperparameters(hyperparameters: dict[str, Any]) -> tuple[dict[str, Any], dict]:
+    """``(training settings, adapter config)`` from one flat hyperparameter dict."""
+    missing = [k for k in TRAINING_KEYS if k not in hyperparameters]
+    if missing:
+        raise ConfigError(
+            f"hyperparameters lack {missing}; give learning_rate, steps and "
+            "batch_size next to the adapter's own settings."
+        )
+    training = {k: hyperparameters[k] for k in TRAINING_KEYS}
+    lr, steps, batch = training["learning_rate"], training["steps"], training["batch_size"]
+    if not (isinstance(lr, int | float) and lr > 0 and math.isfinite(lr)):
+        raise ConfigError(f"learning_rate={lr!r} must be a positive number.")
+    for name, value in (("steps", steps), ("batch_size", batch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name}={value!r} must be a positive integer.")
+    return training, {k: v for k, v in hyperparameters.items() if k not in TRAINING_KEYS}
+
+
+def fine_tune(
+    model: LoadedModel | tuple | str,
+    task: Task | PreparedTask | str,
+    method: str | PEFTMethod,
+    hyperparameters: dict[str, Any],
+    budget: TrainingBudget | None = None,
+    *,
+    output_dir: str | Path | None = None,
+    on_curve_point: CurveCallback | None = None,
+) -> TrialResult:
+    """Fine-tune ``model`` on ``task`` with one PEFT configuration.
+
+    The model is left as it was found (adapters are detached at the end), so one loaded
+    model serves many trials.
+
+    Args:
+        model: ``(model, tokenizer[, info])`` as from :func:`load_model`, or a model spec.
+        task: A :class:`Task`, a :class:`PreparedTask` (tokenised once), or a task spec.
+        method: The PEFT method.
+        hyperparameters: ``learning_rate``, ``steps``, ``batch_size`` plus the method's
+            config fields (see :mod:`metapeft_optuna.peft`).
+        budget: Evaluation sizes, limits and seeds.
+        output_dir: Save the trained adapter here (None: do not save).
+        on_curve_point: Called with every learning-curve point; it may raise (for
+            example ``optuna.TrialPruned``) to stop training.
+
+    Returns:
+        A :class:`TrialResult`.
+
+    Raises:
+        TrialFailedError: The configuration does not fit the model or task, the loss
+            became NaN/infinite, or peak memory exceeded ``budget.memory_limit_mb``.
+
+    Example:
+        >>> result = fine_tune("tiny", "parity@64", "lora",
+        ...                    {"learning_rate": 1e-3, "steps": 4, "batch_size": 8, "rank": 4},
+        ...                    TrainingBudget(curve_points=2, eval_examples=8))
+        >>> len(result.learning_curve), result.trainable_parameters
+        (2, 1792)
+    """
+    budget = budget or TrainingBudget()
+    if isinstance(model, str):
+        model = load_model(model)
+    base, tokenizer = model[0], model[1]
+    if isinstance(task, str):
+        task = load_task(task)
+    prepared = (
+        task if isinstance(task, PreparedTask) else PreparedTask.prepare(task, tokenizer, budget)
+    )
+    method = resolve_method(method)
+    training, adapter_config = split_hyperparameters(hyperparameters)
+    if method is PEFTMethod.ADALORA:
+        adapter_config.setdefault("total_step", training["steps"])
+
+    mx.random.seed(budget.seed)
+    adapter = _create_adapter(method, base, adapter_config, tokenizer, prepared)
+    try:
+        return _train_and_score(
+            adapter,
+            prepared,
+            tokenizer,
+            method,
+            training,
+            {**training, **adapter_config},
+            budget,
+            output_dir,
+            on_curve_point,
+        )
+    finally:
+        adapter.detach()
+        mx.clear_cache()
+
+
+def _create_adapter(
+    method: PEFTMethod, base: Any, config: dict[str, Any], tokenizer: Any, prepared: PreparedTask
+) -> BaseAdapter:
+    try:
+        adapter = AdapterFactory.create_adapter(method, base, config, tokenizer=tokenizer)
+    except AdapterCreationError as exc:
+        raise TrialFailedError(f"configuration does not fit the model: {exc}") from exc
+    virtual = getattr(adapter.config, "num_virtual_tokens", 0)
+    context = getattr(getattr(base, "args", None), "max_position_embeddings", None)
+    if context and prepared.longest + virtual > context:
+        adapter.detach()
+        raise TrialFailedError(
+            f"{virtual} virtual tokens + the longest example ({prepared.longest} tokens) "
+            f"exceed the model's context of {context}; use fewer virtual tokens."
+        )
+    if adapter.num_trainable_parameters == 0:
+        adapter.detach()
+        raise TrialFailedError(f"{method} with {config} has no trainable parameters.")
+    return adapter
+
+
+def _train_and_score(
+    adapter: BaseAdapter,
+    prepared: PreparedTask,
+    tokenizer: Any,
+    method: PEFTMethod,
+    training: dict[str, Any],
+    hyperparameters: dict,
+    budget: TrainingBudget,
+    output_dir: str | Path | None,
+    on_curve_point: CurveCallback | None,
+) -> TrialResult:
+    steps = training["steps"]
+    optimizer = make_optimizer(training["learning_rate"], steps)
+    step_fn = make_train_step(adapter, optimizer, max_grad_norm=budget.max_grad_norm)
+    batches = iterate_batches(prepared.train, training["batch_size"], seed=budget.seed)
+    curve_steps = set(budget.curve_steps(steps))
+    curve: list[CurvePoint] = []
+    recent: list[float] = []
+    eval_seconds = train_seconds = 0.0
+    tokens = 0
+    adapter.train()
+    mx.eval(adapter.parameters())
+    mx.reset_peak_memory()
+    peak = 0
+    started = time.perf_counter()
+    for step in range(1, steps + 1):
+        batch = next(batches)
+        loss, _, gradients = step_fn(batch)
+        mx.eval(loss, adapter.state, optimizer.state)
+        if gradients is not None:
+            adapter.after_step(step, gradients)
+        value = loss.item()
+        tokens += int(batch.lengths.sum())
+        if not math.isfinite(value):
+            raise TrialFailedError(
+                f"the training loss became {value} at step {step}; the "
+                f"learning rate {training['learning_rate']:g} is likely "
+                "too high for this method."
+            )
+        peak = max(peak, mx.get_peak_memory())
+        if budget.memory_limit_mb is not None and peak / 2**20 > budget.memory_limit_mb:
+            raise TrialFailedError(
+                f"peak memory {peak / 2**20:.0f} MB exceeded the ceiling of "
+                f"{budget.memory_limit_mb:.0f} MB at step {step}."
+            )
+        recent.append(value)
+        if step in curve_steps:
+            train_seconds += time.perf_counter() - started
+            eval_start = time.perf_counter()
+            adapter.eval()
+            scored = teacher_forced(
+                adapter, prepared.validation, prepared.task.task_type, prepared.labels
+            )
+            adapter.train()
+            point = CurvePoint(
+                step, sum(recent) / len(recent), scored.loss, scored.metric, train_seconds
+            )
+            curve.append(point)
+            recent = []
+            eval_seconds += time.perf_counter() - eval_start
+            mx.reset_peak_memory()  # evaluation memory is not training memory
+            if on_curve_point is not None:
+                on_curve_point(point)
+            started = time.perf_counter()
+    adapter.eval()
+    eval_start = time.perf_counter()
+    accuracy = final_accuracy(adapter, prepared.task, prepared.test, tokenizer, prepared.labels)
+    eval_seconds += time.perf_counter() - eval_start
+    adapter_path = None
+    if output_dir is not None:
+        adapter_path = str(adapter.save(output_dir) or output_dir)
+    extra = {"active_rank": adapter.active_rank()} if hasattr(adapter, "active_rank") else {}
+    return TrialResult(
+        accuracy=accuracy,
+        peak_memory_mb=peak / 2**20,
+        train_seconds=train_seconds,
+        eval_seconds=eval_seconds,
+        trainable_parameters=adapter.num_trainable_parameters,
+        learning_curve=curve,
+        adapter_path=adapter_path,
+        method=method.value,
+        hyperparameters=hyperparameters,
+        tokens_per_second=tokens / max(train_seconds, 1e-9),
+        extra=extra,
+    )
