@@ -16,7 +16,7 @@ import numpy as np
 
 from ..tasks import Example
 
-LENGTH_QUANTUM = 8  # pad lengths up to multiples of 8: few shapes, few recompilations
+LENGTH_QUANTUM = 2  # pad lengths to even numbers: little padding, few recompilations
 ANSWER_QUANTUM = 2
 
 
