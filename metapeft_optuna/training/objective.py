@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,9 @@ class PEFTObjective:
             if key not in existing:
                 study.set_user_attr(key, value)
         if len(self.objectives) > 1 and study.metric_names is None:
-            study.set_metric_names(list(self.objectives))
+            with warnings.catch_warnings():  # experimental API, stable enough for labels
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(list(self.objectives))
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         self._mark_study(trial.study)

@@ -154,6 +154,18 @@ class PEFTSearchSpace:
                 params[spec.name] = _sample(rng, spec.distribution)
         return params
 
+    def sample_completion(self, params: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        """``params`` made valid: active parameters kept when in range, the missing or
+        out-of-range ones sampled, inactive ones dropped."""
+        out: dict[str, Any] = {"method": params["method"]}
+        for spec in self.specs:
+            if spec.active(out):
+                value = params.get(spec.name)
+                out[spec.name] = (
+                    value if _in(spec.distribution, value) else _sample(rng, spec.distribution)
+                )
+        return out
+
     def contains(self, params: dict[str, Any]) -> bool:
         """Whether ``params`` holds exactly the active parameters, each in its range."""
         if params.get("method") not in self.methods:
@@ -248,6 +260,15 @@ class PEFTSearchSpace:
             else:
                 vector[i] = _scale(distributions[name], params[name])
         return vector
+
+
+def _in(dist: BaseDistribution, value: Any) -> bool:
+    if value is None:
+        return False
+    try:
+        return bool(dist._contains(dist.to_internal_repr(value)))
+    except (ValueError, TypeError):
+        return False
 
 
 def _is_string_choice(dist: CategoricalDistribution) -> bool:

@@ -1,0 +1,318 @@
+"""``MetaHyperparameterOptimizer``: proposes PEFT configurations by multi-objective
+acquisition on the (adapted) surrogate."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..training.search_space import PEFTSearchSpace
+from .acquisition import expected_hypervolume_improvement, expected_improvement, pareto_mask
+from .features import target_vector
+from .surrogate import PEFTSurrogate
+
+# Sensible starting points per method, used with no experience at all (cold start).
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
+    "lora": {
+        "learning_rate": 2e-3,
+        "steps": 20,
+        "batch_size": 8,
+        "lora_rank": 8,
+        "lora_alpha": 16.0,
+        "lora_dropout": 0.05,
+        "lora_targets": "qv",
+        "lora_layer_fraction": 1.0,
+    },
+    "dora": {
+        "learning_rate": 2e-3,
+        "steps": 20,
+        "batch_size": 8,
+        "lora_rank": 8,
+        "lora_alpha": 16.0,
+        "lora_dropout": 0.05,
+        "lora_targets": "qv",
+        "lora_layer_fraction": 1.0,
+    },
+    "adalora": {
+        "learning_rate": 2e-3,
+        "steps": 20,
+        "batch_size": 8,
+        "lora_alpha": 16.0,
+        "lora_dropout": 0.05,
+        "lora_targets": "qv",
+        "lora_layer_fraction": 1.0,
+        "adalora_init_r": 12,
+        "adalora_target_fraction": 0.67,
+        "adalora_orth_reg_weight": 0.1,
+        "adalora_tinit_fraction": 0.1,
+        "adalora_tfinal_fraction": 0.2,
+    },
+    "prompt_tuning": {
+        "learning_rate": 3e-2,
+        "steps": 20,
+        "batch_size": 8,
+        "num_virtual_tokens": 8,
+        "prompt_init": "vocab",
+    },
+    "prefix_tuning": {
+        "learning_rate": 1e-2,
+        "steps": 20,
+        "batch_size": 8,
+        "num_virtual_tokens": 8,
+        "prefix_projection": False,
+    },
+    "p_tuning": {
+        "learning_rate": 1e-2,
+        "steps": 20,
+        "batch_size": 8,
+        "num_virtual_tokens": 8,
+        "ptuning_encoder": "mlp",
+        "ptuning_hidden": 128,
+    },
+}
+
+
+def default_params(method: str) -> dict[str, Any]:
+    return {"method": method, **DEFAULT_PARAMS[method]}
+
+
+@dataclass
+class Proposal:
+    """A proposed configuration with its prediction and the reason it was chosen."""
+
+    params: dict[str, Any]
+    mean: np.ndarray  # [accuracy, log MB, log s]
+    std: np.ndarray
+    acquisition: float
+    reason: str
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def prediction(self) -> dict[str, float]:
+        """Predicted objectives in their own units, with standard deviations."""
+        return {
+            "accuracy": float(self.mean[0]),
+            "accuracy_std": float(self.std[0]),
+            "peak_memory_mb": float(np.exp(self.mean[1])),
+            "peak_memory_mb_log_std": float(self.std[1]),
+            "train_seconds": float(np.exp(self.mean[2])),
+            "train_seconds_log_std": float(self.std[2]),
+        }
+
+
+class MetaHyperparameterOptimizer:
+    """Chooses the next configurations by expected hypervolume improvement (EHVI).
+
+    Candidates are random configurations of the search space plus local perturbations
+    of the best configurations seen so far (in this study and, through experience
+    replay, on similar past tasks). Objectives are minimised internally as
+    ``(-accuracy, log MB, log s)``, scaled to comparable ranges. A batch of proposals is
+    built greedily: each chosen candidate's predicted mean joins the front before the
+    next is chosen ("Kriging believer"), which spreads a portfolio along the predicted
+    Pareto front instead of repeating one configuration.
+
+    Args:
+        search_space: The PEFT search space.
+        n_candidates: Random candidates scored per proposal round.
+        n_local: Perturbations generated around each seed configuration.
+
+    Example:
+        >>> optimizer = MetaHyperparameterOptimizer(PEFTSearchSpace())
+        >>> proposals = optimizer.propose(None, None, [], [], n=2,
+        ...                               rng=np.random.default_rng(0))
+        >>> len(proposals), proposals[0].reason.startswith("cold start")
+        (2, True)
+    """
+
+    def __init__(self, search_space: PEFTSearchSpace, n_candidates: int = 512, n_local: int = 16):
+        self.space = search_space
+        self.n_candidates = n_candidates
+        self.n_local = n_local
+
+    # --- candidates ----------------------------------------------------------------------
+    def perturb(
+        self, params: dict[str, Any], rng: np.random.Generator, scale: float = 0.15
+    ) -> dict[str, Any]:
+        """A neighbour of ``params``: numeric values jittered, some choices resampled."""
+        fresh = self.space.sample(rng, params["method"])
+        out = {"method": params["method"]}
+        distributions = self.space.distributions()
+        for name, value in fresh.items():
+            if name == "method":
+                continue
+            if name not in params or rng.random() < 0.2:
+                out[name] = value
+                continue
+            out[name] = _jitter(distributions[name], params[name], rng, scale)
+        # Conditional parameters may have switched on or off with the jitter.
+        return self.space.sample_completion(out, rng)
+
+    def candidates(
+        self,
+        rng: np.random.Generator,
+        seeds: Sequence[dict[str, Any]] = (),
+        method: str | None = None,
+    ) -> list[dict[str, Any]]:
+        pool = [self.space.sample(rng, method) for _ in range(self.n_candidates)]
+        for seed in seeds:
+            if seed.get("method") in self.space.methods and method in (None, seed["method"]):
+                pool.append(self.space.sample_completion(dict(seed), rng))
+                pool += [self.perturb(seed, rng) for _ in range(self.n_local)]
+        return pool
+
+    # --- proposals -----------------------------------------------------------------------
+    def propose(
+        self,
+        surrogate: PEFTSurrogate | None,
+        context: np.ndarray | None,
+        observed_params: Sequence[dict[str, Any]],
+        observed_metrics: Sequence[dict[str, float | None]],
+        n: int = 1,
+        rng: np.random.Generator | None = None,
+        seeds: Sequence[dict[str, Any]] = (),
+        multi_objective: bool = True,
+        exclude: Sequence[dict[str, Any]] = (),
+        method: str | None = None,
+    ) -> list[Proposal]:
+        """Propose ``n`` configurations.
+
+        Args:
+            surrogate: A fitted (and adapted) surrogate, or None for a cold start.
+            context: The task's raw context vector.
+            observed_params: Search-space parameters of this study's finished trials.
+            observed_metrics: Their objective values (``schema.OBJECTIVES`` keys).
+            n: How many proposals.
+            rng: Random generator.
+            seeds: Configurations to search around (good ones from similar tasks).
+            multi_objective: EHVI on three objectives, else EI on accuracy.
+            exclude: Configurations not to propose again (running or finished trials).
+            method: Restrict the candidates to one method.
+        """
+        rng = rng or np.random.default_rng()
+        if surrogate is None or not surrogate.is_fitted:
+            return self._cold_start(n, rng, observed_params)
+        pool = self.candidates(
+            rng, list(seeds) + self._best_observed(observed_params, observed_metrics), method
+        )
+        seen = {_key(p) for p in list(observed_params) + list(exclude)}
+        pool = [p for p in pool if _key(p) not in seen]
+        encoded = np.stack([self.space.encode(p) for p in pool])
+        mean, std = surrogate.predict(context, encoded)
+        observed = np.array([target_vector(m) for m in observed_metrics]).reshape(-1, 3)
+        observed = observed[~np.isnan(observed).any(axis=1)]
+        if multi_objective:
+            scores_of = self._ehvi_scorer(mean, std, observed)
+        else:
+            best = -observed[:, 0].max() if len(observed) else -mean[:, 0].max() + 0.05
+            scores_of = lambda believed: expected_improvement(  # noqa: E731
+                -mean[:, 0], std[:, 0], min([best] + [-b[0] for b in believed])
+            )
+        proposals: list[Proposal] = []
+        believed: list[np.ndarray] = []
+        taken: set[int] = set()
+        for _ in range(min(n, len(pool))):
+            scores = scores_of(believed)
+            scores[list(taken)] = -np.inf
+            pick = int(np.argmax(scores))
+            taken.add(pick)
+            believed.append(mean[pick])
+            kind = "EHVI" if multi_objective else "EI on accuracy"
+            reason = (
+                f"highest {kind} ({scores[pick]:.4g}) of {len(pool)} candidates; "
+                f"predicted accuracy {mean[pick, 0]:.3f}±{std[pick, 0]:.3f}, "
+                f"{np.exp(mean[pick, 1]):.0f} MB, {np.exp(mean[pick, 2]):.1f} s"
+            )
+            proposals.append(
+                Proposal(pool[pick], mean[pick], std[pick], float(scores[pick]), reason)
+            )
+        return proposals
+
+    def _ehvi_scorer(self, mean: np.ndarray, std: np.ndarray, observed: np.ndarray):
+        # Minimise (-accuracy, log MB, log s), each scaled by the spread of predictions
+        # and observations, with the reference point just beyond the worst of them.
+        minimised = _to_minimised(mean)
+        everything = np.vstack([minimised, _to_minimised(observed)]) if len(observed) else minimised
+        low, high = everything.min(axis=0), everything.max(axis=0)
+        span = np.where(high - low > 1e-9, high - low, 1.0)
+        scaled_mean = (minimised - low) / span
+        scaled_std = std / span
+        reference = np.full(3, 1.1)
+        front = (_to_minimised(observed) - low) / span if len(observed) else np.zeros((0, 3))
+
+        def scores(believed: list[np.ndarray]) -> np.ndarray:
+            points = front
+            if believed:
+                points = np.vstack([front, (_to_minimised(np.array(believed)) - low) / span])
+            if len(points):
+                points = points[pareto_mask(points)]
+            return expected_hypervolume_improvement(scaled_mean, scaled_std, points, reference)
+
+        return scores
+
+    def _best_observed(
+        self, params: Sequence[dict[str, Any]], metrics: Sequence[dict[str, float | None]]
+    ) -> list[dict[str, Any]]:
+        rows = [
+            (m.get("accuracy"), p) for p, m in zip(params, metrics) if m.get("accuracy") is not None
+        ]
+        rows.sort(key=lambda r: -r[0])
+        return [p for _, p in rows[:3]]
+
+    def _cold_start(
+        self, n: int, rng: np.random.Generator, observed: Sequence[dict[str, Any]]
+    ) -> list[Proposal]:
+        used = {p.get("method") for p in observed}
+        order = [m for m in self.space.methods if m not in used] + list(self.space.methods)
+        proposals = []
+        for i in range(n):
+            method = order[i % len(order)]
+            params = (
+                default_params(method)
+                if i < len(self.space.methods)
+                else self.space.sample(rng, method)
+            )
+            params = self.space.sample_completion(params, rng)
+            proposals.append(
+                Proposal(
+                    params,
+                    np.full(3, np.nan),
+                    np.full(3, np.inf),
+                    0.0,
+                    "cold start: no experience yet, so methods are tried "
+                    "in turn with default settings",
+                )
+            )
+        return proposals
+
+
+def _to_minimised(targets: np.ndarray) -> np.ndarray:
+    targets = np.atleast_2d(targets).astype(float)
+    return np.column_stack([-targets[:, 0], targets[:, 1], targets[:, 2]])
+
+
+def _key(params: dict[str, Any]) -> tuple:
+    return tuple(
+        sorted((k, round(v, 12) if isinstance(v, float) else v) for k, v in params.items())
+    )
+
+
+def _jitter(distribution, value: Any, rng: np.random.Generator, scale: float) -> Any:
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    if isinstance(distribution, CategoricalDistribution):
+        choices = list(distribution.choices)
+        if value not in choices:
+            return choices[int(rng.integers(len(choices)))]
+        i = choices.index(value) + int(rng.integers(-1, 2))
+        return choices[min(max(i, 0), len(choices) - 1)]
+    low, high = float(distribution.low), float(distribution.high)
+    if distribution.log:
+        x = float(np.exp(np.log(value) + rng.normal(0, scale) * (np.log(high) - np.log(low))))
+    else:
+        x = float(value + rng.normal(0, scale) * (high - low))
+    if distribution.step is not None:
+        x = low + round((x - low) / distribution.step) * distribution.step
+    x = min(max(x, low), high)
+    return int(round(x)) if isinstance(distribution, IntDistribution) else x
