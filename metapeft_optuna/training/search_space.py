@@ -51,7 +51,7 @@ class ParamSpec:
 
 def default_specs(
     learning_rate: tuple[float, float] = (1e-4, 1e-1),
-    steps: tuple[int, int, int] = (10, 40, 10),
+    steps: tuple[int, int, int] = (10, 30, 10),
     batch_sizes: Sequence[int] = (4, 8, 16),
 ) -> list[ParamSpec]:
     """The product's search space (ranges chosen for short fine-tunes of small LMs)."""
