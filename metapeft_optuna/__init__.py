@@ -45,6 +45,32 @@ _EXPORTS = {
     "TaskCharacteristics": "tasks",
     "TaskConfig": "tasks",
     "TaskDistribution": "tasks",
+    # PEFT methods
+    "PEFTMethod": "peft",
+    "AdapterFactory": "peft",
+    "LoRAAdapter": "peft",
+    "load_adapter": "peft",
+    # training
+    "fine_tune": "training",
+    "PEFTObjective": "training",
+    "PEFTSearchSpace": "training",
+    "TrainingBudget": "training",
+    "TrialResult": "training",
+    # meta-learning
+    "MetaPEFTSystem": "meta",
+    "MethodRecommendation": "meta",
+    "ExperienceBuffer": "meta",
+    "PEFTExperience": "meta",
+    "TaskEmbeddingNetwork": "meta",
+    "MethodSelectionNetwork": "meta",
+    "MetaHyperparameterOptimizer": "meta",
+    "PEFTSurrogate": "meta",
+    "ReptileLearner": "meta",
+    "MAMLLearner": "meta",
+    "BaselineComparison": "meta",
+    # Optuna plugin
+    "MetaPEFTSampler": "samplers",
+    "MetaPEFTPruner": "pruners",
 }
 
 __all__ = sorted([*_EXPORTS, "BLAS", "__version__"])

@@ -1,17 +1,26 @@
-"""The ``metapeft`` command."""
+"""The ``metapeft`` command: tune a PEFT configuration, inspect tasks, train the prior."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import metapeft_optuna
 
+from . import schema
 from .errors import MetaLearningError
+
+MAIN_TASK = "compare_numbers@256"
+MAIN_STORAGE = "sqlite:///studies/main.db"
 
 
 def _print_table(rows: list[dict[str, object]], columns: Sequence[str]) -> None:
+    if not rows:
+        print("(nothing to show)")
+        return
     widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
     print("  ".join(c.ljust(widths[c]) for c in columns))
     print("  ".join("-" * widths[c] for c in columns))
@@ -22,10 +31,13 @@ def _print_table(rows: list[dict[str, object]], columns: Sequence[str]) -> None:
 def cmd_info(args: argparse.Namespace) -> int:
     import mlx.core as mx
 
+    from .meta.prior import prior_path
+
     blas = metapeft_optuna.BLAS
     print(f"metapeft-optuna {metapeft_optuna.__version__}")
     print(f"mlx {mx.__version__} on {mx.default_device()}")
     print(f"BLAS: {blas.name} ({blas.path or blas.reason})")
+    print(f"prior: {prior_path() or 'none (samplers start cold)'}")
     return 0
 
 
@@ -47,8 +59,7 @@ def cmd_tasks_list(args: argparse.Namespace) -> int:
     _, tokenizer, _ = load_model(args.model)
     rows = []
     for name in list_tasks(with_sizes=args.sizes):
-        task = load_task(name)
-        chars = TaskCharacteristics.from_task(task, tokenizer)
+        chars = TaskCharacteristics.from_task(load_task(name), tokenizer)
         entry = BUILTIN_TASKS[name.split("@")[0]]
         rows.append(
             {
@@ -82,24 +93,226 @@ def cmd_tasks_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def make_sampler(name: str, objective, seed: int | None, use_prior: bool):
+    import optuna
+
+    from .samplers import MetaPEFTSampler
+
+    samplers = {
+        "meta": lambda: MetaPEFTSampler(objective=objective, seed=seed, use_prior=use_prior),
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True),
+        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        "gp": lambda: optuna.samplers.GPSampler(seed=seed),
+    }
+    return samplers[name]()
+
+
+def pareto_rows(study) -> list[dict[str, object]]:
+    rows = []
+    for trial in sorted(study.best_trials, key=lambda t: -t.values[0]):
+        hp = trial.user_attrs.get(schema.TRIAL_HYPERPARAMETERS, {})
+        settings = {k: v for k, v in hp.items() if k not in ("init_text",)}
+        rows.append(
+            {
+                "trial": trial.number,
+                "method": trial.params.get("method"),
+                "accuracy": f"{trial.values[0]:.3f}",
+                "peak MB": f"{trial.values[1]:.0f}",
+                "train s": f"{trial.values[2]:.1f}",
+                "settings": ", ".join(f"{k}={_short(v)}" for k, v in settings.items()),
+            }
+        )
+    return rows
+
+
+def _short(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def save_pareto_plot(study, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import warnings
+
+    import optuna
+    from optuna.visualization.matplotlib import plot_pareto_front
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        axes = plot_pareto_front(study, target_names=list(schema.OBJECTIVES))
+    axes.figure.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    import optuna
+
+    from .pruners import MetaPEFTPruner
+    from .tasks import load_task
+    from .training import PEFTObjective, TrainingBudget
+
+    if args.storage.startswith("sqlite:///"):
+        Path(args.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    task = load_task(args.task)
+    budget = TrainingBudget(
+        eval_examples=args.eval_examples, memory_limit_mb=args.memory_limit_mb, seed=args.seed or 0
+    )
+    objective = PEFTObjective(task, model=args.model, budget=budget, adapters_dir=args.adapters_dir)
+    print(f"loading {args.model} and measuring {task.name} ...", flush=True)
+    chars = objective.characteristics
+    print(
+        f"task {task.name}: {chars.task_type}, {chars.domain}, {chars.dataset_size} "
+        f"examples, ~{chars.sequence_length} tokens each"
+    )
+    sampler = make_sampler(args.sampler, objective, args.seed, not args.no_prior)
+    pruner = MetaPEFTPruner() if args.pruner == "meta" else optuna.pruners.NopPruner()
+    study_name = args.study_name or f"{task.name}-{objective.model_name}-{args.sampler}"
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=args.storage,
+        directions=objective.directions,
+        sampler=sampler,
+        pruner=pruner,
+        load_if_exists=True,
+    )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.optimize(
+        objective, n_trials=args.trials, timeout=args.timeout, show_progress_bar=not args.quiet
+    )
+    recommendation = study.user_attrs.get(schema.STUDY_RECOMMENDATION)
+    if recommendation:
+        print(
+            f"\nmeta-model recommendation: {recommendation['method']} "
+            f"(confidence {recommendation['confidence']:.2f})\n  {recommendation['reasoning']}"
+        )
+    finished = [t for t in study.trials if t.values and all(math.isfinite(v) for v in t.values)]
+    print(
+        f"\n{len(finished)} finished trials in study {study_name!r}; Pareto front "
+        "(accuracy up, peak memory down, training time down):\n"
+    )
+    _print_table(
+        pareto_rows(study), ["trial", "method", "accuracy", "peak MB", "train s", "settings"]
+    )
+    if finished:
+        plot = save_pareto_plot(study, Path(args.plot or f"studies/{study_name}-pareto.png"))
+        print(f"\nPareto plot: {plot}")
+    print(f"\nInspect the study:  optuna-dashboard {args.storage}")
+    return 0
+
+
 def cmd_main(args: argparse.Namespace) -> int:
-    """The README's main job: a real study on a built-in task with SmolLM2-135M."""
+    """The README's main job: a real MetaPEFTSampler study with SmolLM2-135M."""
+    args.task, args.model, args.sampler, args.pruner = MAIN_TASK, "smollm2-135m", "meta", "meta"
+    return cmd_tune(args)
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from .meta.prior import load_prior
     from .models import load_model
     from .tasks import TaskCharacteristics, load_task
 
-    model, tokenizer, info = load_model(args.model)
-    task = load_task(args.task)
-    chars = TaskCharacteristics.from_task(task, tokenizer)
-    print(f"model: {info}")
-    print(f"task: {task.name} ({task.task_type}, {task.domain}): {chars}")
+    _, tokenizer, info = load_model(args.model)
+    chars = TaskCharacteristics.from_task(load_task(args.task), tokenizer)
+    system = load_prior()
+    if system is None:
+        from .meta import MetaPEFTSystem
+
+        system = MetaPEFTSystem()
+    recommendation = system.recommend(chars, info.to_dict())
+    print(f"method: {recommendation.method.value} (confidence {recommendation.confidence:.2f})")
+    print(f"hyperparameters: {recommendation.hyperparameters}")
+    print(f"expected: {recommendation.expected_performance}")
+    print(f"why: {recommendation.reasoning}")
     return 0
+
+
+def cmd_prior_train(args: argparse.Namespace) -> int:
+    from .meta import ExperienceBuffer, MetaPEFTSystem
+
+    buffer = ExperienceBuffer.from_storages(args.experience)
+    print(
+        f"training on {len(buffer.complete())} experiences from {len(buffer.by_task())} tasks ...",
+        flush=True,
+    )
+    system = MetaPEFTSystem(seed=args.seed).fit(buffer)
+    system.save(args.out)
+    print(f"saved the prior to {args.out}")
+    return 0
+
+
+def cmd_prior_show(args: argparse.Namespace) -> int:
+    from .meta.prior import load_prior, prior_path
+
+    system = load_prior()
+    if system is None:
+        print(
+            "no prior: MetaPEFTSampler starts cold (set METAPEFT_PRIOR or run "
+            "`metapeft prior train`)."
+        )
+        return 0
+    print(
+        f"prior at {prior_path()}: {len(system.experience_buffer)} experiences, "
+        f"{len(system.task_summaries_)} tasks"
+    )
+    _print_table(
+        [
+            {
+                "task": s["name"],
+                "trials": s["trials"],
+                "best method": s["best_method"],
+                "best accuracy": f"{max(s['best_accuracy'].values()):.3f}",
+            }
+            for s in system.task_summaries_
+        ],
+        ["task", "trials", "best method", "best accuracy"],
+    )
+    return 0
+
+
+def cmd_experience_export(args: argparse.Namespace) -> int:
+    from .meta import ExperienceBuffer
+
+    buffer = ExperienceBuffer.from_storages(args.storage)
+    buffer.export_jsonl(args.out)
+    print(f"wrote {len(buffer)} experiences from {len(buffer.task_names())} tasks to {args.out}")
+    return 0
+
+
+def _add_tune_options(parser: argparse.ArgumentParser, *, main: bool) -> None:
+    if not main:
+        parser.add_argument("--task", required=True, help="built-in task or .jsonl/.csv file")
+        parser.add_argument("--model", default="smollm2-135m")
+        parser.add_argument(
+            "--sampler", default="meta", choices=["meta", "tpe", "nsga2", "random", "gp"]
+        )
+        parser.add_argument("--pruner", default="meta", choices=["meta", "none"])
+    parser.add_argument("--trials", type=int, default=12 if main else 20)
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=330 if main else None,
+        help="stop starting new trials after this many seconds",
+    )
+    parser.add_argument("--storage", default=MAIN_STORAGE)
+    parser.add_argument("--study-name")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-examples", type=int, default=64)
+    parser.add_argument("--memory-limit-mb", type=float)
+    parser.add_argument("--adapters-dir", help="save every trial's adapter under this folder")
+    parser.add_argument("--plot", help="Pareto plot PNG (default: studies/<study>-pareto.png)")
+    parser.add_argument("--no-prior", action="store_true", help="start the meta sampler cold")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metapeft", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-
-    commands.add_parser("info", help="versions and the active BLAS").set_defaults(func=cmd_info)
+    commands.add_parser("info", help="versions, BLAS and prior").set_defaults(func=cmd_info)
     commands.add_parser("models", help="list the named models").set_defaults(func=cmd_models)
 
     tasks = commands.add_parser("tasks", help="built-in tasks")
@@ -111,10 +324,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing.set_defaults(func=cmd_tasks_list)
 
-    main = commands.add_parser("main", help="the README's main job")
-    main.add_argument("--task", default="word_sentiment@256")
-    main.add_argument("--model", default="smollm2-135m")
+    tune = commands.add_parser("tune", help="run a PEFT study (real fine-tunes)")
+    _add_tune_options(tune, main=False)
+    tune.set_defaults(func=cmd_tune)
+    main = commands.add_parser("main", help=f"the README's main job ({MAIN_TASK}, SmolLM2)")
+    _add_tune_options(main, main=True)
     main.set_defaults(func=cmd_main)
+
+    recommend = commands.add_parser("recommend", help="the prior's recommendation for a task")
+    recommend.add_argument("--task", required=True)
+    recommend.add_argument("--model", default="smollm2-135m")
+    recommend.set_defaults(func=cmd_recommend)
+
+    prior = commands.add_parser("prior", help="the shipped meta-model")
+    prior_commands = prior.add_subparsers(dest="prior_command", required=True)
+    train = prior_commands.add_parser("train", help="train the prior on experience")
+    train.add_argument("--experience", nargs="+", default=["studies/meta_dataset.jsonl"])
+    train.add_argument("--out", default="studies/prior")
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(func=cmd_prior_train)
+    prior_commands.add_parser("show", help="what the prior knows").set_defaults(func=cmd_prior_show)
+
+    experience = commands.add_parser("experience", help="experience files")
+    experience_commands = experience.add_subparsers(dest="experience_command", required=True)
+    export = experience_commands.add_parser("export", help="storages -> JSON Lines")
+    export.add_argument("--storage", nargs="+", required=True)
+    export.add_argument("--out", required=True)
+    export.set_defaults(func=cmd_experience_export)
     return parser
 
 

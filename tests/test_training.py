@@ -51,9 +51,11 @@ def test_fine_tune_is_deterministic_under_a_seed(tiny):
     first = fine_tune(tiny, "parity@64", "lora", {**LORA, "dropout": 0.1}, BUDGET)
     second = fine_tune(tiny, "parity@64", "lora", {**LORA, "dropout": 0.1}, BUDGET)
     assert first.accuracy == second.accuracy
-    assert [p.to_dict() | {"train_seconds": 0} for p in first.learning_curve] == [
-        p.to_dict() | {"train_seconds": 0} for p in second.learning_curve
-    ]
+
+    def learned(result):  # what training computed (timings and memory are measurements)
+        return [(p.step, p.train_loss, p.val_loss, p.val_metric) for p in result.learning_curve]
+
+    assert learned(first) == learned(second)
 
 
 @pytest.mark.parametrize("task", ["addition@64", "count_vowels@64"])

@@ -9,8 +9,6 @@ an exact, vectorised EHVI (Emmerich et al.'s box decomposition, on a grid).
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 from scipy.special import ndtr
 
@@ -42,11 +40,10 @@ def _free_cells(front: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, n
     for d in range(dims):
         inside = front[front[:, d] < reference[d], d]
         edges.append(np.unique(np.concatenate([[-_FAR], inside, [reference[d]]])))
-    lows, highs = [], []
-    for index in itertools.product(*(range(len(e) - 1) for e in edges)):
-        lows.append([edges[d][i] for d, i in enumerate(index)])
-        highs.append([edges[d][i + 1] for d, i in enumerate(index)])
-    lows, highs = np.array(lows), np.array(highs)
+    grids = np.meshgrid(*(np.arange(len(e) - 1) for e in edges), indexing="ij")
+    index = np.stack([g.ravel() for g in grids], axis=1)
+    lows = np.stack([edges[d][index[:, d]] for d in range(dims)], axis=1)
+    highs = np.stack([edges[d][index[:, d] + 1] for d in range(dims)], axis=1)
     if len(front):
         dominated = np.any(np.all(front[None, :, :] <= lows[:, None, :], axis=2), axis=1)
         lows, highs = lows[~dominated], highs[~dominated]

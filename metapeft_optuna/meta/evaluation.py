@@ -42,18 +42,17 @@ class LeaveOneTaskOut:
             values = [v for t in self.tasks if np.isfinite(v := getattr(t, name))]
             return float(np.mean(values)) if values else float("nan")
 
+        def share(hit) -> float:
+            return sum(map(hit, self.tasks)) / len(self.tasks) if self.tasks else float("nan")
+
         return {
             "tasks": len(self.tasks),
             "spearman": mean("spearman"),
             "spearman_agnostic": mean("spearman_agnostic"),
             "spearman_adapted": mean("spearman_adapted"),
             "spearman_adapted_agnostic": mean("spearman_adapted_agnostic"),
-            "selection_top1": float(
-                np.mean([t.selected_method == t.best_method for t in self.tasks])
-            ),
-            "majority_top1": float(
-                np.mean([t.majority_method == t.best_method for t in self.tasks])
-            ),
+            "selection_top1": share(lambda t: t.selected_method == t.best_method),
+            "majority_top1": share(lambda t: t.majority_method == t.best_method),
         }
 
     def to_dict(self) -> dict:

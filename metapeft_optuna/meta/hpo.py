@@ -117,6 +117,7 @@ class MetaHyperparameterOptimizer:
         search_space: The PEFT search space.
         n_candidates: Random candidates scored per proposal round.
         n_local: Perturbations generated around each seed configuration.
+        n_screen: Candidates kept for exact EHVI after a cheap optimistic screening.
 
     Example:
         >>> optimizer = MetaHyperparameterOptimizer(PEFTSearchSpace())
@@ -126,10 +127,17 @@ class MetaHyperparameterOptimizer:
         (2, True)
     """
 
-    def __init__(self, search_space: PEFTSearchSpace, n_candidates: int = 512, n_local: int = 16):
+    def __init__(
+        self,
+        search_space: PEFTSearchSpace,
+        n_candidates: int = 512,
+        n_local: int = 16,
+        n_screen: int = 64,
+    ):
         self.space = search_space
         self.n_candidates = n_candidates
         self.n_local = n_local
+        self.n_screen = n_screen
 
     # --- candidates ----------------------------------------------------------------------
     def perturb(
@@ -153,14 +161,22 @@ class MetaHyperparameterOptimizer:
         self,
         rng: np.random.Generator,
         seeds: Sequence[dict[str, Any]] = (),
-        method: str | None = None,
+        methods: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
-        pool = [self.space.sample(rng, method) for _ in range(self.n_candidates)]
+        """Random configurations of the allowed methods, plus neighbours of ``seeds``."""
+        allowed = self.allowed(methods)
+        pool = [
+            self.space.sample(rng, allowed[int(rng.integers(len(allowed)))])
+            for _ in range(self.n_candidates)
+        ]
         for seed in seeds:
-            if seed.get("method") in self.space.methods and method in (None, seed["method"]):
+            if seed.get("method") in allowed:
                 pool.append(self.space.sample_completion(dict(seed), rng))
                 pool += [self.perturb(seed, rng) for _ in range(self.n_local)]
         return pool
+
+    def allowed(self, methods: Sequence[str] | None) -> list[str]:
+        return [m for m in (methods or self.space.methods) if m in self.space.methods]
 
     # --- proposals -----------------------------------------------------------------------
     def propose(
@@ -174,7 +190,8 @@ class MetaHyperparameterOptimizer:
         seeds: Sequence[dict[str, Any]] = (),
         multi_objective: bool = True,
         exclude: Sequence[dict[str, Any]] = (),
-        method: str | None = None,
+        methods: Sequence[str] | None = None,
+        pending: Sequence[np.ndarray] = (),
     ) -> list[Proposal]:
         """Propose ``n`` configurations.
 
@@ -188,37 +205,43 @@ class MetaHyperparameterOptimizer:
             seeds: Configurations to search around (good ones from similar tasks).
             multi_objective: EHVI on three objectives, else EI on accuracy.
             exclude: Configurations not to propose again (running or finished trials).
-            method: Restrict the candidates to one method.
+            methods: Restrict the candidates to these methods.
+            pending: Predicted targets of trials still running (other workers), believed
+                as if observed so that parallel workers spread out.
         """
         rng = rng or np.random.default_rng()
         if surrogate is None or not surrogate.is_fitted:
-            return self._cold_start(n, rng, observed_params)
-        pool = self.candidates(
-            rng, list(seeds) + self._best_observed(observed_params, observed_metrics), method
-        )
+            return self._cold_start(n, rng, list(observed_params) + list(exclude), methods)
+        best_seen = self._best_observed(observed_params, observed_metrics)
+        pool = self.candidates(rng, list(seeds) + best_seen, methods)
         seen = {_key(p) for p in list(observed_params) + list(exclude)}
         pool = [p for p in pool if _key(p) not in seen]
         encoded = np.stack([self.space.encode(p) for p in pool])
         mean, std = surrogate.predict(context, encoded)
         observed = np.array([target_vector(m) for m in observed_metrics]).reshape(-1, 3)
-        observed = observed[~np.isnan(observed).any(axis=1)]
         if multi_objective:
+            observed = observed[~np.isnan(observed).any(axis=1)]
+            keep = self._screen(mean, std, observed)
+            pool, mean, std = [pool[i] for i in keep], mean[keep], std[keep]
             scores_of = self._ehvi_scorer(mean, std, observed)
         else:
-            best = -observed[:, 0].max() if len(observed) else -mean[:, 0].max() + 0.05
-            scores_of = lambda believed: expected_improvement(  # noqa: E731
-                -mean[:, 0], std[:, 0], min([best] + [-b[0] for b in believed])
-            )
+            accuracies = observed[~np.isnan(observed[:, 0]), 0]
+            incumbent = accuracies.max() if len(accuracies) else mean[:, 0].max() - 0.05
+
+            def scores_of(believed: list[np.ndarray]) -> np.ndarray:
+                best = max([incumbent] + [b[0] for b in believed])
+                return expected_improvement(-mean[:, 0], std[:, 0], -best)
+
         proposals: list[Proposal] = []
-        believed: list[np.ndarray] = []
+        believed: list[np.ndarray] = list(pending)
         taken: set[int] = set()
+        kind = "EHVI" if multi_objective else "EI on accuracy"
         for _ in range(min(n, len(pool))):
             scores = scores_of(believed)
             scores[list(taken)] = -np.inf
             pick = int(np.argmax(scores))
             taken.add(pick)
             believed.append(mean[pick])
-            kind = "EHVI" if multi_objective else "EI on accuracy"
             reason = (
                 f"highest {kind} ({scores[pick]:.4g}) of {len(pool)} candidates; "
                 f"predicted accuracy {mean[pick, 0]:.3f}±{std[pick, 0]:.3f}, "
@@ -228,6 +251,20 @@ class MetaHyperparameterOptimizer:
                 Proposal(pool[pick], mean[pick], std[pick], float(scores[pick]), reason)
             )
         return proposals
+
+    def _screen(self, mean: np.ndarray, std: np.ndarray, observed: np.ndarray) -> np.ndarray:
+        """Indices of the ``n_screen`` candidates whose optimistic outcome (mean - std)
+        improves most on the observed front (additive epsilon indicator); exact EHVI,
+        whose cost grows with the front's grid, is then computed for these only."""
+        if len(mean) <= self.n_screen or len(observed) == 0:
+            return np.arange(len(mean))
+        optimistic = _to_minimised(mean) - std
+        front = _to_minimised(observed)
+        front = front[pareto_mask(front)]
+        span = np.ptp(np.vstack([optimistic, front]), axis=0)
+        span = np.where(span > 1e-9, span, 1.0)
+        gain = ((front[None, :, :] - optimistic[:, None, :]) / span).max(axis=2).min(axis=1)
+        return np.argsort(-gain)[: self.n_screen]
 
     def _ehvi_scorer(self, mean: np.ndarray, std: np.ndarray, observed: np.ndarray):
         # Minimise (-accuracy, log MB, log s), each scaled by the spread of predictions
@@ -261,18 +298,22 @@ class MetaHyperparameterOptimizer:
         return [p for _, p in rows[:3]]
 
     def _cold_start(
-        self, n: int, rng: np.random.Generator, observed: Sequence[dict[str, Any]]
+        self,
+        n: int,
+        rng: np.random.Generator,
+        used: Sequence[dict[str, Any]],
+        methods: Sequence[str] | None = None,
     ) -> list[Proposal]:
-        used = {p.get("method") for p in observed}
-        order = [m for m in self.space.methods if m not in used] + list(self.space.methods)
+        """Each allowed method once at its defaults, then random configurations in turn."""
+        allowed = self.allowed(methods)
+        tried = [p.get("method") for p in used]
+        untried = [m for m in allowed if m not in tried]
         proposals = []
         for i in range(n):
-            method = order[i % len(order)]
-            params = (
-                default_params(method)
-                if i < len(self.space.methods)
-                else self.space.sample(rng, method)
-            )
+            if i < len(untried):
+                params = default_params(untried[i])
+            else:
+                params = self.space.sample(rng, allowed[(i - len(untried)) % len(allowed)])
             params = self.space.sample_completion(params, rng)
             proposals.append(
                 Proposal(
@@ -280,8 +321,8 @@ class MetaHyperparameterOptimizer:
                     np.full(3, np.nan),
                     np.full(3, np.inf),
                     0.0,
-                    "cold start: no experience yet, so methods are tried "
-                    "in turn with default settings",
+                    "cold start: no experience yet, so methods are tried in turn, first "
+                    "at their default settings",
                 )
             )
         return proposals

@@ -295,7 +295,7 @@ class MetaPEFTSystem:
                 rng=rng,
                 seeds=seeds,
                 multi_objective=False,
-                method=method,
+                methods=[method],
             )
             out[method] = proposal[0]
         return out

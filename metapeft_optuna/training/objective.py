@@ -144,7 +144,6 @@ class PEFTObjective:
         output_dir = None
         if self.adapters_dir is not None:
             output_dir = self.adapters_dir / trial.study.study_name / f"trial-{trial.number}"
-        curve: list[CurvePoint] = []
         try:
             result = fine_tune(
                 self.loaded,
@@ -153,7 +152,7 @@ class PEFTObjective:
                 hyperparameters,
                 self.budget,
                 output_dir=output_dir,
-                on_curve_point=lambda p: self._on_curve_point(trial, curve, p),
+                on_curve_point=lambda p: self._on_curve_point(trial, p),
             )
         except MetaLearningError as exc:
             trial.set_user_attr(schema.TRIAL_FAIL_REASON, str(exc))
@@ -165,15 +164,13 @@ class PEFTObjective:
         chosen = tuple(values[o] for o in self.objectives)
         return chosen[0] if len(chosen) == 1 else chosen
 
-    def _on_curve_point(
-        self, trial: optuna.Trial, curve: list[CurvePoint], point: CurvePoint
-    ) -> None:
-        curve.append(point)
-        trial.set_user_attr(schema.TRIAL_CURVE, [p.to_dict() for p in curve])
-        if len(trial.study.directions) == 1:
-            trial.report(point.val_metric, point.step)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at step {point.step}")
+    @staticmethod
+    def _on_curve_point(trial: optuna.Trial, point: CurvePoint) -> None:
+        from ..pruners import reporting
+
+        reporting.report(trial, point.to_dict())
+        if reporting.should_prune(trial):
+            raise optuna.TrialPruned(f"pruned at step {point.step}")
 
     @staticmethod
     def _record(trial: optuna.Trial, result: TrialResult) -> None:

@@ -65,6 +65,7 @@ class CurvePoint:
     val_loss: float
     val_metric: float
     train_seconds: float
+    peak_memory_mb: float | None = None
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)

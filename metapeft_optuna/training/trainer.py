@@ -221,7 +221,12 @@ def _train_and_score(
             )
             adapter.train()
             point = CurvePoint(
-                step, sum(recent) / len(recent), scored.loss, scored.metric, train_seconds
+                step,
+                sum(recent) / len(recent),
+                scored.loss,
+                scored.metric,
+                train_seconds,
+                peak / 2**20,
             )
             curve.append(point)
             recent = []

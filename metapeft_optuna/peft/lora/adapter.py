@@ -38,8 +38,8 @@ class LoRAModelAdapter(BaseAdapter):
         >>> from metapeft_optuna.models import load_model
         >>> model, _, _ = load_model("tiny")
         >>> adapter = LoRAModelAdapter(model, LoRAConfig(rank=4, target_modules="attention"))
-        >>> adapter.num_trainable_parameters
-        2560
+        >>> adapter.num_trainable_parameters  # 2 blocks x (q 512 + k 384 + v 384 + o 512)
+        3584
     """
 
     method = PEFTMethod.LORA

@@ -1,0 +1,141 @@
+"""Replay the meta-dataset's learning curves to measure pruning.
+
+For every task, its recorded trials are replayed in a random order as a study: at each
+learning-curve point the pruner may stop the trial (its remaining steps are saved and its
+final values never exist). Reported: the fraction of training steps saved, and the
+normalised hypervolume lost (final front of the trials that finished vs all trials).
+Pruners: none, MetaPEFTPruner (all three objectives), and Optuna's MedianPruner and
+SuccessiveHalvingPruner applied to accuracy alone (their only option). Run:
+
+    python benchmarks/pruners.py [--experience studies/meta_dataset.jsonl] [--orders 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections import defaultdict
+
+import metapeft_optuna  # noqa: F401
+from metapeft_optuna import schema
+from metapeft_optuna.meta import ExperienceBuffer, PEFTExperience
+from metapeft_optuna.meta.acquisition import hypervolume
+from metapeft_optuna.meta.features import target_vector
+from metapeft_optuna.pruners import MetaPEFTPruner
+from metapeft_optuna.training import PEFTSearchSpace
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+REFERENCE = np.full(3, 1.1)
+
+
+def make_pruner(name: str, experience: ExperienceBuffer | None):
+    if name == "meta":
+        return MetaPEFTPruner(experience=experience)
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    return optuna.pruners.NopPruner()
+
+
+def replay(
+    trials: list[PEFTExperience], name: str, experience: ExperienceBuffer | None
+) -> tuple[int, int, list[np.ndarray]]:
+    """Steps used, steps possible and the targets of the trials that finished."""
+    pruner = make_pruner(name, experience)
+    multi = name in ("meta", "none")
+    study = optuna.create_study(
+        directions=list(schema.DIRECTIONS) if multi else ["maximize"], pruner=pruner
+    )
+    space = PEFTSearchSpace()
+    distributions = space.distributions()
+    used = possible = 0
+    finished = []
+    for e in trials:
+        total = int(e.hyperparameters["steps"])
+        possible += total
+        trial = study.ask({k: distributions[k] for k in e.hyperparameters})
+        stopped_at = None
+        for point in e.learning_curve:
+            curve = list(trial.user_attrs.get(schema.TRIAL_CURVE) or []) + [point]
+            trial.set_user_attr(schema.TRIAL_CURVE, curve)
+            if multi:
+                frozen = study._storage.get_trial(trial._trial_id)
+                prune = bool(pruner.prune(study, frozen))
+            else:
+                trial.report(float(point["val_metric"]), int(point["step"]))
+                prune = trial.should_prune()
+            if prune and point["step"] < total:
+                stopped_at = int(point["step"])
+                break
+        if stopped_at is not None:
+            used += stopped_at
+            study.tell(trial, state=TrialState.PRUNED)
+            continue
+        used += total
+        values = [e.performance_metrics[o] for o in schema.OBJECTIVES]
+        study.tell(trial, values if multi else values[0])
+        finished.append(target_vector(e.performance_metrics))
+    return used, possible, finished
+
+
+def normalised(targets: np.ndarray, low: np.ndarray, span: np.ndarray) -> np.ndarray:
+    minimised = np.column_stack([1 - targets[:, 0], targets[:, 1], targets[:, 2]])
+    return (minimised - low) / span
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experience", nargs="+", default=["studies/meta_dataset.jsonl"])
+    parser.add_argument("--orders", type=int, default=5, help="random trial orders per task")
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    buffer = ExperienceBuffer.from_storages(args.experience)
+    groups = {k: [e for e in g if e.learning_curve] for k, g in buffer.by_task().items()}
+    results = defaultdict(lambda: {"used": 0, "possible": 0, "hv_loss": []})
+    for key, trials in sorted(groups.items()):
+        others = ExperienceBuffer(e for k, g in groups.items() if k != key for e in g)
+        targets = np.stack([target_vector(e.performance_metrics) for e in trials])
+        minimised = np.column_stack([1 - targets[:, 0], targets[:, 1], targets[:, 2]])
+        low, high = minimised.min(axis=0), minimised.max(axis=0)
+        span = np.where(high - low > 1e-9, high - low, 1.0)
+        full_hv = hypervolume(normalised(targets, low, span), REFERENCE)
+        for order in range(args.orders):
+            shuffled = [trials[i] for i in np.random.default_rng(order).permutation(len(trials))]
+            for name in ("none", "meta", "median", "halving"):
+                used, possible, finished = replay(shuffled, name, others)
+                kept = (
+                    hypervolume(normalised(np.array(finished), low, span), REFERENCE)
+                    if finished
+                    else 0.0
+                )
+                r = results[name]
+                r["used"] += used
+                r["possible"] += possible
+                r["hv_loss"].append((full_hv - kept) / full_hv if full_hv > 0 else 0.0)
+        print(f"{trials[0].task_name}: {len(trials)} trials replayed x {args.orders}", flush=True)
+    print(
+        "\n| pruner | objectives used | training steps saved | normalised HV lost (mean) "
+        "| HV lost (worst task-order) |"
+    )
+    print("|---|---|---:|---:|---:|")
+    labels = {
+        "none": ("no pruning", "-"),
+        "meta": ("MetaPEFTPruner", "all three"),
+        "median": ("MedianPruner", "accuracy"),
+        "halving": ("SuccessiveHalvingPruner", "accuracy"),
+    }
+    for name, r in results.items():
+        saved = 1 - r["used"] / r["possible"] if r["possible"] else math.nan
+        label, objectives = labels[name]
+        print(
+            f"| {label} | {objectives} | {saved:.1%} | {np.mean(r['hv_loss']):.2%} | "
+            f"{np.max(r['hv_loss']):.2%} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

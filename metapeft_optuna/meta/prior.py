@@ -1,0 +1,41 @@
+"""The shipped prior: a MetaPEFTSystem trained on the PEFT meta-dataset.
+
+``studies/prior/`` in the repository holds it (retrain with ``metapeft prior train``);
+``METAPEFT_PRIOR`` points elsewhere, and ``METAPEFT_PRIOR=none`` disables it.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+from ..errors import MetaLearningError
+from ..training.search_space import PEFTSearchSpace
+from .system import MetaPEFTSystem
+
+ENV_VAR = "METAPEFT_PRIOR"
+REPOSITORY_PRIOR = Path(__file__).resolve().parents[2] / "studies" / "prior"
+META_DATASET = Path(__file__).resolve().parents[2] / "studies" / "meta_dataset.jsonl"
+
+
+def prior_path() -> Path | None:
+    """Where the default prior is, or None when there is none (or it is disabled)."""
+    setting = os.environ.get(ENV_VAR, "").strip()
+    if setting.lower() in {"none", "off", "0"}:
+        return None
+    path = Path(setting).expanduser() if setting else REPOSITORY_PRIOR
+    return path if (path / "meta_model.json").is_file() else None
+
+
+def load_prior(search_space: PEFTSearchSpace | None = None) -> MetaPEFTSystem | None:
+    """The shipped prior for ``search_space`` (None when absent or trained for another
+    space, in which case a sampler starts cold)."""
+    path = prior_path()
+    if path is None:
+        return None
+    try:
+        return MetaPEFTSystem.load(path, search_space)
+    except MetaLearningError as exc:
+        warnings.warn(f"the shipped prior is not used: {exc}", stacklevel=2)
+        return None

@@ -1,0 +1,5 @@
+"""Samplers."""
+
+from ._meta_peft import MetaPEFTSampler
+
+__all__ = ["MetaPEFTSampler"]

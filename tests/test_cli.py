@@ -1,0 +1,86 @@
+"""The ``metapeft`` command line: tune, prior, recommend, experience export."""
+
+from __future__ import annotations
+
+from metapeft_optuna.cli import main
+from metapeft_optuna.meta import ExperienceBuffer
+
+import optuna
+import pytest
+from synthetic_experience import synthetic_experiences
+
+
+@pytest.fixture
+def tune_args(tmp_path):
+    return [
+        "tune",
+        "--task",
+        "parity@64",
+        "--model",
+        "tiny",
+        "--trials",
+        "3",
+        "--quiet",
+        "--storage",
+        f"sqlite:///{tmp_path / 'cli.db'}",
+        "--eval-examples",
+        "8",
+        "--plot",
+        str(tmp_path / "front.png"),
+    ]
+
+
+@pytest.mark.parametrize("sampler", ["meta", "tpe", "random"])
+def test_tune_prints_the_front_plot_and_dashboard_command(
+    tune_args, tmp_path, capsys, sampler, monkeypatch
+):
+    monkeypatch.setenv("METAPEFT_PRIOR", "none")
+    assert main(tune_args + ["--sampler", sampler]) == 0
+    out = capsys.readouterr().out
+    assert "Pareto front" in out and "accuracy" in out and "peak MB" in out
+    assert f"optuna-dashboard sqlite:///{tmp_path / 'cli.db'}" in out
+    assert (tmp_path / "front.png").stat().st_size > 1000
+    study = optuna.load_study(
+        study_name=f"parity@64-tiny-{sampler}", storage=f"sqlite:///{tmp_path / 'cli.db'}"
+    )
+    assert len(study.trials) == 3
+
+
+def test_prior_train_show_and_recommend(tmp_path, capsys, monkeypatch):
+    experience = tmp_path / "exp.jsonl"
+    ExperienceBuffer(synthetic_experiences(per_task=12)).export_jsonl(experience)
+    assert (
+        main(["prior", "train", "--experience", str(experience), "--out", str(tmp_path / "prior")])
+        == 0
+    )
+    monkeypatch.setenv("METAPEFT_PRIOR", str(tmp_path / "prior"))
+    assert main(["prior", "show"]) == 0
+    assert "parity@64" in capsys.readouterr().out
+    assert main(["recommend", "--task", "iris", "--model", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "method:" in out and "Most similar past tasks" in out
+
+
+def test_experience_export(tmp_path, tune_args, capsys, monkeypatch):
+    monkeypatch.setenv("METAPEFT_PRIOR", "none")
+    main(tune_args + ["--sampler", "random"])
+    out = tmp_path / "out.jsonl"
+    assert (
+        main(
+            [
+                "experience",
+                "export",
+                "--storage",
+                f"sqlite:///{tmp_path / 'cli.db'}",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert len(ExperienceBuffer.from_storages([str(out)])) == 3
+
+
+def test_clear_errors(capsys):
+    assert main(["tune", "--task", "no_such_task", "--model", "tiny"]) == 2
+    assert "unknown task 'no_such_task'" in capsys.readouterr().err

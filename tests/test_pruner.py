@@ -1,0 +1,183 @@
+"""MetaPEFTPruner and the reporting helpers, in multi- and single-objective studies."""
+
+from __future__ import annotations
+
+from metapeft_optuna import schema
+from metapeft_optuna.meta import ExperienceBuffer
+from metapeft_optuna.pruners import MetaPEFTPruner, metric_at, report, should_prune
+from metapeft_optuna.training import PEFTObjective, PEFTSearchSpace, TrainingBudget
+from metapeft_optuna.training.search_space import ParamSpec, default_specs
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, IntDistribution
+from optuna.trial import TrialState
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+DISTRIBUTIONS = {
+    "method": CategoricalDistribution(("lora", "prompt_tuning")),
+    "steps": IntDistribution(10, 30, step=10),
+}
+
+
+def curve(values, total=30, seconds_per_step=1.0, memory=600.0, points=4):
+    """A learning curve sampled at ``points`` evenly spaced steps (the first values)."""
+    steps = [round(total * (i + 1) / points) for i in range(len(values))]
+    return [
+        {
+            "step": s,
+            "val_metric": v,
+            "val_loss": 1 - v,
+            "train_loss": 1 - v,
+            "train_seconds": s * seconds_per_step,
+            "peak_memory_mb": memory,
+        }
+        for s, v in zip(steps, values)
+    ]
+
+
+def finished_study(directions=("maximize", "minimize", "minimize")):
+    study = optuna.create_study(directions=list(directions), pruner=MetaPEFTPruner())
+    for final, memory, seconds, trace in [
+        (0.90, 600.0, 30.0, [0.6, 0.75, 0.85, 0.88]),
+        (0.85, 550.0, 20.0, [0.55, 0.7, 0.8, 0.84]),
+        (0.80, 500.0, 25.0, [0.5, 0.65, 0.75, 0.79]),
+    ]:
+        values = [final, memory, seconds][: len(directions)]
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"method": "lora", "steps": 30},
+                distributions=DISTRIBUTIONS,
+                values=values,
+                user_attrs={
+                    schema.TRIAL_CURVE: curve(trace, seconds_per_step=seconds / 30, memory=memory)
+                },
+            )
+        )
+    return study
+
+
+def running_trial(study, trace, memory=700.0, seconds_per_step=1.2):
+    trial = study.ask(DISTRIBUTIONS | {"steps": IntDistribution(30, 30)})
+    for point in curve(trace, seconds_per_step=seconds_per_step, memory=memory):
+        report(trial, point)
+    return trial
+
+
+def test_prunes_a_clearly_dominated_curve():
+    study = finished_study()
+    trial = running_trial(study, [0.2, 0.25])
+    assert should_prune(trial)
+    frozen = study._storage.get_trial(trial._trial_id)
+    mean, std = study.pruner.predict_final_accuracy(study, frozen)
+    assert mean < 0.5 and std >= 0.05
+    memory, seconds = study.pruner.predict_cost(study, frozen)
+    assert memory == 700.0 and seconds == pytest.approx(36.0)
+
+
+def test_keeps_a_trial_that_could_reach_the_front():
+    study = finished_study()
+    assert not should_prune(running_trial(study, [0.65, 0.8]))
+    # Cheaper than every finished trial: nothing dominates it, whatever its accuracy.
+    assert not should_prune(running_trial(study, [0.2, 0.25], memory=400.0, seconds_per_step=0.1))
+
+
+def test_waits_for_startup_trials_and_curve_points():
+    study = optuna.create_study(
+        directions=["maximize", "minimize", "minimize"], pruner=MetaPEFTPruner(n_startup_trials=3)
+    )
+    assert not should_prune(running_trial(study, [0.1]))
+    study = finished_study()
+    study.pruner.n_warmup_points = 3
+    assert not should_prune(running_trial(study, [0.1, 0.1]))
+
+
+def test_single_objective_study_through_trial_report():
+    study = finished_study(directions=("maximize",))
+
+    def objective(trial):
+        trial.suggest_categorical("method", ["lora", "prompt_tuning"])
+        trial.suggest_int("steps", 10, 30, step=10)
+        for point in curve([0.1, 0.15, 0.2, 0.25]):
+            report(trial, point)  # also calls trial.report in single-objective studies
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return 0.3
+
+    study.optimize(objective, n_trials=1)
+    pruned = study.trials[-1]
+    assert pruned.state == TrialState.PRUNED
+    assert pruned.intermediate_values == {8: 0.1}
+    assert pruned.user_attrs[schema.TRIAL_CURVE][0]["val_metric"] == 0.1
+
+
+def test_never_raises_in_multi_objective_studies_and_pruned_trials_stay_experience(tiny):
+    space = PEFTSearchSpace(
+        methods=("lora",),
+        specs=[
+            ParamSpec("steps", IntDistribution(4, 4), s.methods) if s.name == "steps" else s
+            for s in default_specs()
+        ],
+    )
+    objective = PEFTObjective(
+        "parity@64",
+        model=tiny,
+        search_space=space,
+        budget=TrainingBudget(curve_points=2, eval_examples=8),
+    )
+    study = optuna.create_study(
+        directions=objective.directions, pruner=MetaPEFTPruner(n_startup_trials=1)
+    )
+    study.optimize(objective, n_trials=3)  # whatever it decides, nothing raises
+    assert {t.state for t in study.trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
+
+    class PruneAfterFirst(MetaPEFTPruner):
+        def prune(self, study, trial):
+            return trial.number > 0
+
+    study = optuna.create_study(directions=objective.directions, pruner=PruneAfterFirst())
+    study.optimize(objective, n_trials=2)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.PRUNED]
+    pruned = study.trials[1]
+    assert len(pruned.user_attrs[schema.TRIAL_CURVE]) == 1  # stopped at its first point
+    experience = ExperienceBuffer.from_storages([study._storage])
+    assert sorted(e.state for e in experience) == ["complete", "pruned"]
+    # Optuna's own pruners are skipped in multi-objective studies instead of raising.
+    other = optuna.create_study(
+        directions=objective.directions, pruner=optuna.pruners.MedianPruner(n_startup_trials=0)
+    )
+    other.optimize(objective, n_trials=2)
+    assert all(t.state == TrialState.COMPLETE for t in other.trials)
+
+
+def test_uses_past_curves_when_the_study_has_none(tmp_path):
+    buffer_study = finished_study()
+    buffer_study.set_user_attr(
+        schema.STUDY_TASK,
+        {
+            "name": "t",
+            "characteristics": {
+                "dataset_size": 10,
+                "sequence_length": 5,
+                "vocabulary_size": 5,
+                "domain": "other",
+                "task_type": "classification",
+                "complexity_score": 0.5,
+            },
+        },
+    )
+    buffer_study.set_user_attr(schema.STUDY_MODEL, {"name": "m"})
+    experience = ExperienceBuffer.from_storages([buffer_study._storage])
+    pruner = MetaPEFTPruner(n_startup_trials=0, experience=experience)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    trial = running_trial(study, [0.3])
+    prediction = pruner.predict_final_accuracy(study, study._storage.get_trial(trial._trial_id))
+    assert prediction is not None and prediction[0] > 0.3
+
+
+def test_metric_interpolation_and_bad_threshold():
+    points = curve([0.2, 0.4, 0.6, 0.8])  # at steps 8, 15, 22, 30 of 30
+    assert metric_at(points, 30, 15 / 30) == pytest.approx(0.4)
+    assert metric_at(points, 30, 18.5 / 30) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="threshold=1.5"):
+        MetaPEFTPruner(threshold=1.5)

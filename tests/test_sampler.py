@@ -1,0 +1,185 @@
+"""MetaPEFTSampler: Optuna's own contract suites, warm start, cold start, fallback, seeds,
+pickling, and two workers on one storage."""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+
+from metapeft_optuna import schema
+from metapeft_optuna.meta import ExperienceBuffer, MetaPEFTSystem, SurrogateConfig
+from metapeft_optuna.samplers import MetaPEFTSampler
+from metapeft_optuna.training import PEFTObjective, PEFTSearchSpace, TrainingBudget
+from metapeft_optuna.training.search_space import ParamSpec, default_specs
+
+import optuna
+import pytest
+from optuna.distributions import IntDistribution
+from optuna.testing.pytest_samplers import (
+    BasicSamplerTestCase,
+    MultiObjectiveSamplerTestCase,
+    RelativeSamplerTestCase,
+)
+from synthetic_experience import synthetic_experiences
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+BUDGET = TrainingBudget(curve_points=2, eval_examples=8, curve_examples=8)
+QUICK_SPACE = PEFTSearchSpace(
+    specs=[
+        ParamSpec("steps", IntDistribution(2, 4, step=2), s.methods) if s.name == "steps" else s
+        for s in default_specs()
+    ]
+)
+
+
+class TestBasicContract(BasicSamplerTestCase):
+    @pytest.fixture
+    def sampler(self):
+        return lambda: MetaPEFTSampler(use_prior=False, seed=0)
+
+
+class TestRelativeContract(RelativeSamplerTestCase):
+    @pytest.fixture
+    def sampler(self):
+        return lambda: MetaPEFTSampler(use_prior=False, seed=0)
+
+
+class TestMultiObjectiveContract(MultiObjectiveSamplerTestCase):
+    @pytest.fixture
+    def sampler(self):
+        return lambda: MetaPEFTSampler(use_prior=False, seed=0)
+
+
+@pytest.fixture(scope="module")
+def system():
+    config = SurrogateConfig(members=3, joint_steps=200, reptile_iterations=10)
+    return MetaPEFTSystem(surrogate_config=config).fit(ExperienceBuffer(synthetic_experiences()))
+
+
+@pytest.fixture(scope="module")
+def objective(tiny):
+    return PEFTObjective("parity@64", model=tiny, search_space=QUICK_SPACE, budget=BUDGET)
+
+
+def _run(sampler, objective, n, directions=None):
+    study = optuna.create_study(directions=directions or objective.directions, sampler=sampler)
+    study.optimize(objective, n_trials=n)
+    return study
+
+
+def test_warm_start_portfolio_then_model_based(system, objective):
+    sampler = MetaPEFTSampler(objective=objective, system=system, n_warm_start=3, seed=0)
+    study = _run(sampler, objective, 5)
+    phases = [t.user_attrs[schema.TRIAL_PREDICTION]["phase"] for t in study.trials]
+    assert phases == ["warm start"] * 3 + ["model-based"] * 2
+    warm = [tuple(sorted(t.params.items())) for t in study.trials[:3]]
+    assert len(set(warm)) == 3  # a portfolio, not the same configuration three times
+    first = study.trials[0].user_attrs[schema.TRIAL_PREDICTION]
+    assert "meta-model recommendation" in first["reason"]
+    assert {"accuracy", "accuracy_std", "peak_memory_mb", "train_seconds"} <= set(first)
+    recommendation = study.user_attrs[schema.STUDY_RECOMMENDATION]
+    assert recommendation["method"] == study.trials[0].params["method"]
+    assert "Most similar past tasks" in recommendation["reasoning"]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+
+
+def test_cold_start_tries_methods_in_turn_then_learns_from_the_study(objective):
+    sampler = MetaPEFTSampler(objective=objective, use_prior=False, seed=0)
+    study = _run(sampler, objective, 7)
+    methods = [t.params["method"] for t in study.trials]
+    assert methods[:6] == list(QUICK_SPACE.methods)
+    phases = [t.user_attrs[schema.TRIAL_PREDICTION]["phase"] for t in study.trials]
+    assert phases == ["cold start"] * 6 + ["model-based (this study only)"]
+
+
+def test_method_choices_come_from_the_objective(system, tiny):
+    space = PEFTSearchSpace(methods=("prefix_tuning", "p_tuning"), specs=QUICK_SPACE.specs)
+    objective = PEFTObjective("parity@64", model=tiny, search_space=space, budget=BUDGET)
+    sampler = MetaPEFTSampler(system=system, seed=0)  # no objective: context from the study
+    study = _run(sampler, objective, 3)
+    assert {t.params["method"] for t in study.trials} <= {"prefix_tuning", "p_tuning"}
+
+
+def test_single_objective_study(system, tiny):
+    objective = PEFTObjective(
+        "parity@64", model=tiny, search_space=QUICK_SPACE, budget=BUDGET, objectives=("accuracy",)
+    )
+    sampler = MetaPEFTSampler(objective=objective, system=system, n_warm_start=1, seed=0)
+    study = _run(sampler, objective, 3, directions=["maximize"])
+    reasons = [t.user_attrs[schema.TRIAL_PREDICTION]["reason"] for t in study.trials]
+    assert "EI on accuracy" in reasons[-1]
+
+
+class RecordingSampler(optuna.samplers.RandomSampler):
+    def __init__(self):
+        super().__init__(seed=0)
+        self.calls: list[str] = []
+
+    def before_trial(self, study, trial):
+        self.calls.append("before")
+
+    def after_trial(self, study, trial, state, values):
+        self.calls.append("after")
+
+    def reseed_rng(self):
+        self.calls.append("reseed")
+        super().reseed_rng()
+
+
+def test_extra_parameters_go_to_the_fallback_sampler(objective):
+    fallback = RecordingSampler()
+    sampler = MetaPEFTSampler(objective=objective, use_prior=False, fallback_sampler=fallback)
+
+    def with_extra(trial):
+        trial.suggest_float("warmup_ratio", 0.0, 0.2)
+        return objective(trial)
+
+    study = optuna.create_study(directions=objective.directions, sampler=sampler)
+    study.optimize(with_extra, n_trials=2)
+    assert all(0 <= t.params["warmup_ratio"] <= 0.2 for t in study.trials)
+    sampler.reseed_rng()
+    assert fallback.calls == ["before", "after", "before", "after", "reseed"]
+
+
+def test_seed_reproducibility(system, objective):
+    runs = []
+    for _ in range(2):
+        sampler = MetaPEFTSampler(objective=objective, system=system, n_warm_start=2, seed=7)
+        runs.append([t.params for t in _run(sampler, objective, 3).trials])
+    assert runs[0] == runs[1]
+
+
+def test_pickling(system, objective):
+    sampler = MetaPEFTSampler(objective=objective, system=system, seed=0)
+    restored = pickle.loads(pickle.dumps(sampler))
+    study = _run(restored, objective, 2)
+    assert len(study.trials) == 2 and study.trials[0].params
+
+
+def _worker(url: str, study_name: str, n_trials: int) -> None:
+    import metapeft_optuna  # noqa: F401  (BLAS before mlx)
+    from metapeft_optuna.samplers import MetaPEFTSampler as Sampler
+    from metapeft_optuna.training import PEFTObjective as Objective
+
+    objective = Objective("parity@64", model="tiny", search_space=QUICK_SPACE, budget=BUDGET)
+    study = optuna.load_study(study_name=study_name, storage=url, sampler=Sampler(use_prior=False))
+    study.optimize(objective, n_trials=n_trials)
+
+
+def test_two_workers_share_one_storage(tmp_path):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    optuna.create_study(study_name="shared", storage=url, directions=list(schema.DIRECTIONS))
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_worker, args=(url, "shared", 3)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=600)
+        assert worker.exitcode == 0
+    study = optuna.load_study(study_name="shared", storage=url)
+    assert len(study.trials) == 6
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    buffer = ExperienceBuffer.from_storages([url])
+    assert len(buffer) == 6 and len({e.uid for e in buffer}) == 6
+    configurations = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(configurations)) == 6
