@@ -88,6 +88,19 @@ def counted(study: optuna.Study) -> int:
     )
 
 
+def pending_redo(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials to redo (paused or interrupted) whose configuration no later trial ran."""
+    trials = study.get_trials(deepcopy=False)
+    redo = []
+    for t in trials:
+        if t.user_attrs.get(schema.TRIAL_FAIL_REASON) not in REDO:
+            continue
+        later = [u for u in trials if u.number > t.number and u.params == t.params]
+        if not later:
+            redo.append(t)
+    return redo
+
+
 def mark_interrupted(study: optuna.Study) -> None:
     """A RUNNING trial left by a killed build is failed, so its slot is redone."""
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -134,14 +147,8 @@ def build(storage: str, tasks: tuple[str, ...], configs: int, model_spec: str) -
             done = counted(study)
             if done > round_index:
                 continue
-            redo = [
-                t
-                for t in study.get_trials(deepcopy=False)
-                if t.user_attrs.get(schema.TRIAL_FAIL_REASON) in REDO
-                and not t.user_attrs.get("redone")
-            ]
+            redo = pending_redo(study)
             if redo:
-                study._storage.set_trial_user_attr(redo[0]._trial_id, "redone", True)
                 study.enqueue_trial(redo[0].params)
             else:
                 study.enqueue_trial({"method": methods[done % len(methods)]})

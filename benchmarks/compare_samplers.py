@@ -180,10 +180,14 @@ def make_sampler(
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "meta_learn_tpe":
-        import optunahub
-
+        try:
+            import optunahub
+        except ImportError:
+            sys.exit("--optunahub-registry needs the optunahub package: pip install optunahub")
+        root = Path(registry)
+        root = root / "package" if (root / "package").is_dir() else root
         module = optunahub.load_local_module(
-            package="samplers/meta_learn_tpe", registry_root=registry
+            package="samplers/meta_learn_tpe", registry_root=str(root)
         )
         return module.MetaLearnTPESampler(source_studies=source_studies, seed=seed)
     raise ValueError(name)

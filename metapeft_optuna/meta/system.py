@@ -285,7 +285,7 @@ class MetaPEFTSystem:
         """The configuration with the highest predicted accuracy for every method."""
         out = {}
         for method in self.methods:
-            seeds = [e.hyperparameters for e in self._seed_experiences(context, method)]
+            seeds = self.seed_configurations(context, method)
             proposal = self.hyperparameter_optimizer.propose(
                 self.surrogate,
                 context,
@@ -300,11 +300,12 @@ class MetaPEFTSystem:
             out[method] = proposal[0]
         return out
 
-    def _seed_experiences(
+    def seed_configurations(
         self, context: np.ndarray, method: str | None = None, per_task: int = 2
-    ) -> list[PEFTExperience]:
-        """Best configurations of the most similar source tasks (experience replay)."""
-        chosen = []
+    ) -> list[dict[str, Any]]:
+        """Best configurations of the most similar source tasks (experience replay), as
+        starting points for the optimizer's local search."""
+        chosen: list[dict[str, Any]] = []
         groups = self.experience_buffer.by_task()
         for task in self.similar_tasks(context, k=3):
             rows = [
@@ -312,7 +313,8 @@ class MetaPEFTSystem:
                 for e in groups.get(task["key"], [])
                 if method is None or e.method_used.value == method
             ]
-            chosen += sorted(rows, key=lambda e: -e.accuracy)[:per_task]
+            best = sorted(rows, key=lambda e: -e.accuracy)[:per_task]
+            chosen += [e.hyperparameters for e in best]
         return chosen
 
     def recommend(

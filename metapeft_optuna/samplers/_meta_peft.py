@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from .. import schema
 from ..meta.experience import ExperienceBuffer, experience_from_trial
 from ..meta.features import context_vector, target_vector
-from ..meta.hpo import Proposal
+from ..meta.hpo import MetaHyperparameterOptimizer, Proposal
 from ..meta.prior import load_prior
 from ..meta.surrogate import PEFTSurrogate, SurrogateConfig
 from ..meta.system import MetaPEFTSystem
@@ -104,7 +104,7 @@ class MetaPEFTSampler(BaseSampler):
         self._experience = tuple(experience)
         self._system_ready = system is not None and not self._experience
         self._n_warm_start = n_warm_start
-        self._n_candidates = n_candidates
+        self._optimizer = MetaHyperparameterOptimizer(self._space, n_candidates=n_candidates)
         self._learn_every = learn_every
         self._fallback = fallback_sampler or TPESampler(seed=seed)
         self._seed = seed
@@ -237,12 +237,7 @@ class MetaPEFTSampler(BaseSampler):
         metrics = [_metrics(study, t) for t in done]
         rng = self._trial_rng(trial)
         multi = len(study.directions) > 1
-        optimizer = (
-            system.hyperparameter_optimizer
-            if system is not None
-            else MetaPEFTSystem(self._space).hyperparameter_optimizer
-        )
-        optimizer.n_candidates = self._n_candidates
+        optimizer = self._optimizer
         fitted = system is not None and system.is_fitted and context is not None
 
         if fitted and trial.number < self._n_warm_start:
@@ -259,14 +254,13 @@ class MetaPEFTSampler(BaseSampler):
                 else np.zeros((0, self._space.dimension)),
                 np.stack([target_vector(m) for m in metrics]) if metrics else np.zeros((0, 3)),
             )
-            seeds = [e.hyperparameters for e in system._seed_experiences(context)]
+            seeds = system.seed_configurations(context)
             phase = "model-based"
         else:
             # Without experience, every method is tried once before modelling the study.
             tried = {p["method"] for p in params} | {t.params["method"] for t in running}
             untried = set(optimizer.allowed(methods)) - tried
             surrogate = None if untried else self._local_surrogate(study, done)
-            context = np.zeros(1) if context is None else context
             phase = "model-based (this study only)" if surrogate is not None else "cold start"
         pending = []
         if surrogate is not None and running:
@@ -317,14 +311,14 @@ class MetaPEFTSampler(BaseSampler):
                 f"meta-model recommendation ({recommendation.method.value}, "
                 f"confidence {recommendation.confidence:.2f})",
             )
-        rest = system.hyperparameter_optimizer.propose(
+        rest = self._optimizer.propose(
             system.surrogate,
             context,
             [],
             [],
             n=self._n_warm_start - (first is not None),
             rng=rng,
-            seeds=[e.hyperparameters for e in system._seed_experiences(context)],
+            seeds=system.seed_configurations(context),
             multi_objective=multi,
             methods=methods,
             exclude=[first.params] if first else [],
