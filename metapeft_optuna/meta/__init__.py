@@ -6,9 +6,10 @@ from .experience import ExperienceBuffer, PEFTExperience
 from .hpo import MetaHyperparameterOptimizer, Proposal
 from .maml import MAMLLearner
 from .networks import MethodSelectionNetwork, SurrogateNet, TaskEmbeddingNetwork
+from .recommendation import MethodRecommendation
 from .reptile import ReptileLearner
 from .surrogate import PEFTSurrogate, SurrogateConfig
-from .system import MetaPEFTSystem, MethodRecommendation
+from .system import MetaPEFTSystem
 
 __all__ = [
     "BaselineComparison",

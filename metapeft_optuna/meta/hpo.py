@@ -4,7 +4,7 @@ acquisition on the (adapted) surrogate."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -88,7 +88,6 @@ class Proposal:
     std: np.ndarray
     acquisition: float
     reason: str
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def prediction(self) -> dict[str, float]:
         """Predicted objectives in their own units, with standard deviations."""

@@ -7,13 +7,11 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import mlx.core as mx
-import mlx.nn as nn
-import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
@@ -23,84 +21,18 @@ from ..io import atomic_directory
 from ..peft import PEFTMethod
 from ..tasks import TaskCharacteristics
 from ..training.search_space import PEFTSearchSpace
-from .acquisition import pareto_mask
 from .experience import ExperienceBuffer, PEFTExperience
-from .features import Standardizer, context_vector, target_vector
+from .features import Standardizer, context_vector
 from .hpo import MetaHyperparameterOptimizer, Proposal, default_params
 from .networks import MethodSelectionNetwork, TaskEmbeddingNetwork
+from .recommendation import MethodRecommendation, explain
+from .selection import fit_method_selector, selection_target, task_summary
 from .surrogate import PEFTSurrogate, SurrogateConfig
 
 FORMAT_VERSION = 1
 META_FILE = "meta_model.json"
 WEIGHTS_FILE = "weights.safetensors"
 EXPERIENCE_FILE = "experience.jsonl"
-
-
-@dataclass
-class MethodRecommendation:
-    """What the meta-model recommends for a task.
-
-    Attributes:
-        method: The recommended PEFT method.
-        confidence: Probability that it is the best method (selector x surrogate).
-        hyperparameters: Ready for :func:`~metapeft_optuna.training.fine_tune`.
-        expected_performance: Predicted ``accuracy``, ``peak_memory_mb`` and
-            ``train_seconds`` with uncertainties (None in a cold start).
-        reasoning: Why, naming the most similar past tasks and what they showed.
-        params: The same configuration as search-space parameters (for Optuna).
-        method_probabilities: The combined probability of every method.
-        similar_tasks: The nearest source tasks with their best results.
-    """
-
-    method: PEFTMethod
-    confidence: float
-    hyperparameters: dict[str, Any]
-    expected_performance: dict[str, float | None]
-    reasoning: str
-    params: dict[str, Any] = field(default_factory=dict)
-    method_probabilities: dict[str, float] = field(default_factory=dict)
-    similar_tasks: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["method"] = self.method.value
-        return data
-
-
-def _task_summary(key: str, experiences: Sequence[PEFTExperience]) -> dict[str, Any]:
-    """What a source task showed: its best accuracy per method."""
-    first = experiences[0]
-    best: dict[str, float] = {}
-    for e in experiences:
-        best[e.method_used.value] = max(best.get(e.method_used.value, -1.0), e.accuracy)
-    return {
-        "name": first.task_name,
-        "key": key,
-        "model": first.model_info.get("name", ""),
-        "trials": len(experiences),
-        "best_accuracy": best,
-        "best_method": max(best, key=best.get),
-        "context": context_vector(first.task_characteristics, first.model_info).tolist(),
-    }
-
-
-def selection_target(experiences: Sequence[PEFTExperience], methods: Sequence[str]) -> np.ndarray:
-    """Soft label of a source task: half on its best-accuracy method, half shared by the
-    methods on its useful Pareto front (trials within 90% of the best accuracy)."""
-
-    def one_hot(method: str) -> np.ndarray:
-        return (np.array(methods) == method).astype(np.float32)
-
-    best = max(experiences, key=lambda e: e.accuracy)
-    useful = [e for e in experiences if e.accuracy >= 0.9 * best.accuracy]
-    points = np.array([[-e.accuracy, *target_vector(e.performance_metrics)[1:]] for e in useful])
-    front = sum(
-        (one_hot(e.method_used.value) for e, keep in zip(useful, pareto_mask(points)) if keep),
-        np.zeros(len(methods), dtype=np.float32),
-    )
-    best_label = one_hot(best.method_used.value)
-    front = front / front.sum() if front.sum() > 0 else best_label
-    return 0.5 * best_label + 0.5 * front
 
 
 class MetaPEFTSystem:
@@ -169,35 +101,21 @@ class MetaPEFTSystem:
         self.new_experiences_ = 0
         if not groups:
             return self
-        self.task_summaries_ = [_task_summary(k, g) for k, g in sorted(groups.items())]
+        self.task_summaries_ = [task_summary(k, g) for k, g in sorted(groups.items())]
         contexts = np.array([s["context"] for s in self.task_summaries_], dtype=np.float32)
         self.context_scaler_ = Standardizer().fit(contexts)
         self.surrogate.fit(self.experience_buffer)
-        self._fit_selector(groups)
-        return self
-
-    def _fit_selector(self, groups: dict[str, list[PEFTExperience]], steps: int = 300) -> None:
         keys = sorted(groups)
-        x = mx.array(
-            self.context_scaler_.transform(
-                np.array([s["context"] for s in self.task_summaries_], dtype=np.float32)
-            )
-        )
-        y = mx.array(np.stack([selection_target(groups[k], self.methods) for k in keys]))
         mx.random.seed(self.seed)
         self.task_embedder = TaskEmbeddingNetwork(self.embedding_dim)
         self.method_selector = MethodSelectionNetwork(self.embedding_dim, len(self.methods))
-        model = nn.Sequential(self.task_embedder, self.method_selector)
-        optimizer = optim.AdamW(learning_rate=1e-2, weight_decay=1e-2)
-
-        def loss_fn(m: nn.Module) -> mx.array:
-            return -(y * nn.log_softmax(m(x), axis=-1)).sum(axis=-1).mean()
-
-        loss_and_grad = nn.value_and_grad(model, loss_fn)
-        for _ in range(steps):
-            _, grads = loss_and_grad(model)
-            optimizer.update(model, grads)
-            mx.eval(model.parameters(), optimizer.state)
+        fit_method_selector(
+            self.task_embedder,
+            self.method_selector,
+            self.context_scaler_.transform(contexts),
+            np.stack([selection_target(groups[k], self.methods) for k in keys]),
+        )
+        return self
 
     def learn_from_experience(
         self,
@@ -253,11 +171,6 @@ class MetaPEFTSystem:
         return experience
 
     # --- prediction ------------------------------------------------------------------------
-    def context(
-        self, task_characteristics: TaskCharacteristics, model_info: dict[str, Any] | None = None
-    ) -> np.ndarray:
-        return context_vector(task_characteristics, model_info)
-
     def method_probabilities(self, context: np.ndarray) -> np.ndarray:
         """The selector's probability for each method (uniform in a cold start)."""
         if self.context_scaler_ is None:
@@ -326,7 +239,7 @@ class MetaPEFTSystem:
         seed: int | None = None,
     ) -> MethodRecommendation:
         """Recommend a method and configuration, with expected performance and reasoning."""
-        context = self.context(task_characteristics, model_info)
+        context = context_vector(task_characteristics, model_info)
         layers = num_layers or (model_info or {}).get("num_layers") or 30
         rng = np.random.default_rng(self.seed if seed is None else seed)
         if not self.is_fitted:
@@ -365,42 +278,19 @@ class MetaPEFTSystem:
             float(combined.max()),
             hp,
             proposal.prediction(),
-            self._reasoning(pick, selector, surrogate_p, proposal, similar),
+            explain(
+                pick,
+                float(selector[self.methods.index(pick)]),
+                float(surrogate_p[self.methods.index(pick)]),
+                proposal.prediction(),
+                similar,
+                len(self.experience_buffer),
+                len(self.task_summaries_),
+            ),
             proposal.params,
             dict(zip(self.methods, combined.round(4).tolist())),
             similar,
         )
-
-    def _reasoning(
-        self,
-        pick: str,
-        selector: np.ndarray,
-        surrogate_p: np.ndarray,
-        proposal: Proposal,
-        similar: list[dict[str, Any]],
-    ) -> str:
-        lines = []
-        if similar:
-            parts = []
-            for task in similar:
-                ranked = sorted(task["best_accuracy"].items(), key=lambda kv: -kv[1])[:2]
-                shown = ", ".join(f"{m} {a:.2f}" for m, a in ranked)
-                parts.append(f"{task['name']} (distance {task['distance']:.2f}; best: {shown})")
-            lines.append("Most similar past tasks: " + "; ".join(parts) + ".")
-        i = self.methods.index(pick)
-        lines.append(
-            f"The method selector gives {pick} p={selector[i]:.2f}; the surrogate "
-            f"gives its best configuration the top accuracy with p={surrogate_p[i]:.2f}."
-        )
-        p = proposal.prediction()
-        lines.append(
-            f"Predicted for the recommended configuration: accuracy "
-            f"{p['accuracy']:.3f}±{p['accuracy_std']:.3f}, peak memory "
-            f"{p['peak_memory_mb']:.0f} MB, training {p['train_seconds']:.1f} s "
-            f"(from {len(self.experience_buffer)} experiences on "
-            f"{len(self.task_summaries_)} tasks)."
-        )
-        return " ".join(lines)
 
     def predict_optimal_method(
         self, task_characteristics: TaskCharacteristics, model_info: dict[str, Any] | None = None

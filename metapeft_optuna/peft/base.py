@@ -14,6 +14,7 @@ An adapter is an ``nn.Module`` that wraps a (frozen) base model, so
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import mlx.core as mx
@@ -134,11 +135,11 @@ class BaseAdapter(nn.Module):
             },
         }
 
-    def save(self, path: str) -> None:
+    def save(self, path: str | Path) -> Path:
         """Save to ``path/adapter_config.json`` + ``path/adapters.safetensors`` atomically."""
         from .io import save_adapter
 
-        save_adapter(self, path)
+        return save_adapter(self, path)
 
     def fuse(self, dequantize: bool = False) -> nn.Module:
         """Merge the adapter into plain layers and return the base model."""

@@ -166,6 +166,44 @@ def _create_adapter(
     return adapter
 
 
+def _check_step(
+    loss: float, step: int, peak_bytes: int, learning_rate: float, budget: TrainingBudget
+) -> None:
+    """Fail the trial on a non-finite loss or a peak above the memory ceiling."""
+    if not math.isfinite(loss):
+        raise TrialFailedError(
+            f"the training loss became {loss} at step {step}; the learning rate "
+            f"{learning_rate:g} is likely too high for this method."
+        )
+    peak_mb = peak_bytes / 2**20
+    if budget.memory_limit_mb is not None and peak_mb > budget.memory_limit_mb:
+        raise TrialFailedError(
+            f"peak memory {peak_mb:.0f} MB exceeded the ceiling of "
+            f"{budget.memory_limit_mb:.0f} MB at step {step}."
+        )
+
+
+def _curve_point(
+    adapter: BaseAdapter,
+    prepared: PreparedTask,
+    step: int,
+    losses: list[float],
+    train_seconds: float,
+    peak_bytes: int,
+) -> CurvePoint:
+    adapter.eval()
+    scored = teacher_forced(adapter, prepared.validation, prepared.task.task_type, prepared.labels)
+    adapter.train()
+    return CurvePoint(
+        step,
+        sum(losses) / len(losses),
+        scored.loss,
+        scored.metric,
+        train_seconds,
+        peak_bytes / 2**20,
+    )
+
+
 def _train_and_score(
     adapter: BaseAdapter,
     prepared: PreparedTask,
@@ -177,19 +215,18 @@ def _train_and_score(
     output_dir: str | Path | None,
     on_curve_point: CurveCallback | None,
 ) -> TrialResult:
-    steps = training["steps"]
-    optimizer = make_optimizer(training["learning_rate"], steps)
+    steps, learning_rate = training["steps"], training["learning_rate"]
+    optimizer = make_optimizer(learning_rate, steps)
     step_fn = make_train_step(adapter, optimizer, max_grad_norm=budget.max_grad_norm)
     batches = iterate_batches(prepared.train, training["batch_size"], seed=budget.seed)
     curve_steps = set(budget.curve_steps(steps))
     curve: list[CurvePoint] = []
-    recent: list[float] = []
+    losses: list[float] = []
     eval_seconds = train_seconds = 0.0
-    tokens = 0
+    tokens = peak = 0
     adapter.train()
     mx.eval(adapter.parameters())
     mx.reset_peak_memory()
-    peak = 0
     started = time.perf_counter()
     for step in range(1, steps + 1):
         batch = next(batches)
@@ -197,51 +234,26 @@ def _train_and_score(
         mx.eval(loss, adapter.state, optimizer.state)
         if gradients is not None:
             adapter.after_step(step, gradients)
-        value = loss.item()
         tokens += int(batch.lengths.sum())
-        if not math.isfinite(value):
-            raise TrialFailedError(
-                f"the training loss became {value} at step {step}; the "
-                f"learning rate {training['learning_rate']:g} is likely "
-                "too high for this method."
-            )
         peak = max(peak, mx.get_peak_memory())
-        if budget.memory_limit_mb is not None and peak / 2**20 > budget.memory_limit_mb:
-            raise TrialFailedError(
-                f"peak memory {peak / 2**20:.0f} MB exceeded the ceiling of "
-                f"{budget.memory_limit_mb:.0f} MB at step {step}."
-            )
-        recent.append(value)
+        losses.append(loss.item())
+        _check_step(losses[-1], step, peak, learning_rate, budget)
         if step in curve_steps:
+            # The clock stops while the curve point is evaluated.
             train_seconds += time.perf_counter() - started
             eval_start = time.perf_counter()
-            adapter.eval()
-            scored = teacher_forced(
-                adapter, prepared.validation, prepared.task.task_type, prepared.labels
-            )
-            adapter.train()
-            point = CurvePoint(
-                step,
-                sum(recent) / len(recent),
-                scored.loss,
-                scored.metric,
-                train_seconds,
-                peak / 2**20,
-            )
-            curve.append(point)
-            recent = []
+            curve.append(_curve_point(adapter, prepared, step, losses, train_seconds, peak))
+            losses = []
             eval_seconds += time.perf_counter() - eval_start
             mx.reset_peak_memory()  # evaluation memory is not training memory
             if on_curve_point is not None:
-                on_curve_point(point)
+                on_curve_point(curve[-1])
             started = time.perf_counter()
     adapter.eval()
     eval_start = time.perf_counter()
     accuracy = final_accuracy(adapter, prepared.task, prepared.test, tokenizer, prepared.labels)
     eval_seconds += time.perf_counter() - eval_start
-    adapter_path = None
-    if output_dir is not None:
-        adapter_path = str(adapter.save(output_dir) or output_dir)
+    adapter_path = str(adapter.save(output_dir)) if output_dir is not None else None
     extra = {"active_rank": adapter.active_rank()} if hasattr(adapter, "active_rank") else {}
     return TrialResult(
         accuracy=accuracy,

@@ -1,0 +1,72 @@
+"""``MethodRecommendation`` and the human-readable reasoning that comes with it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..peft import PEFTMethod
+
+
+@dataclass
+class MethodRecommendation:
+    """What the meta-model recommends for a task.
+
+    Attributes:
+        method: The recommended PEFT method.
+        confidence: Probability that it is the best method (selector x surrogate).
+        hyperparameters: Ready for :func:`~metapeft_optuna.training.fine_tune`.
+        expected_performance: Predicted ``accuracy``, ``peak_memory_mb`` and
+            ``train_seconds`` with uncertainties (None in a cold start).
+        reasoning: Why, naming the most similar past tasks and what they showed.
+        params: The same configuration as search-space parameters (for Optuna).
+        method_probabilities: The combined probability of every method.
+        similar_tasks: The nearest source tasks with their best results.
+    """
+
+    method: PEFTMethod
+    confidence: float
+    hyperparameters: dict[str, Any]
+    expected_performance: dict[str, float | None]
+    reasoning: str
+    params: dict[str, Any] = field(default_factory=dict)
+    method_probabilities: dict[str, float] = field(default_factory=dict)
+    similar_tasks: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["method"] = self.method.value
+        return data
+
+
+def explain(
+    pick: str,
+    selector_probability: float,
+    surrogate_probability: float,
+    prediction: dict[str, float],
+    similar: list[dict[str, Any]],
+    experiences: int,
+    tasks: int,
+) -> str:
+    """Why a method was recommended: similar past tasks, the two models' votes, the
+    predicted outcome."""
+    lines = []
+    if similar:
+        parts = []
+        for task in similar:
+            ranked = sorted(task["best_accuracy"].items(), key=lambda kv: -kv[1])[:2]
+            shown = ", ".join(f"{m} {a:.2f}" for m, a in ranked)
+            parts.append(f"{task['name']} (distance {task['distance']:.2f}; best: {shown})")
+        lines.append("Most similar past tasks: " + "; ".join(parts) + ".")
+    lines.append(
+        f"The method selector gives {pick} p={selector_probability:.2f}; the surrogate gives "
+        f"its best configuration the top accuracy with p={surrogate_probability:.2f}."
+    )
+    p = prediction
+    lines.append(
+        f"Predicted for the recommended configuration: accuracy "
+        f"{p['accuracy']:.3f}±{p['accuracy_std']:.3f}, peak memory "
+        f"{p['peak_memory_mb']:.0f} MB, training {p['train_seconds']:.1f} s "
+        f"(from {experiences} experiences on {tasks} tasks)."
+    )
+    return " ".join(lines)
