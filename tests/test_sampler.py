@@ -142,11 +142,26 @@ def test_extra_parameters_go_to_the_fallback_sampler(objective):
 
 
 def test_seed_reproducibility(system, objective):
+    """Same seed and same observations give the same configurations (real fine-tunes
+    measure time and memory a little differently every run, so the objective here is a
+    deterministic function of the configuration)."""
+
+    def deterministic(trial):
+        _, hp = QUICK_SPACE.suggest(trial, num_layers=2)
+        return 0.5 + 0.01 * hp["steps"], 100.0 + hp["batch_size"], float(hp["steps"])
+
+    context = {
+        "task_characteristics": objective.characteristics,
+        "model_info": objective.loaded.info.to_dict(),
+    }
     runs = []
     for _ in range(2):
-        sampler = MetaPEFTSampler(objective=objective, system=system, n_warm_start=2, seed=7)
-        runs.append([t.params for t in _run(sampler, objective, 3).trials])
+        sampler = MetaPEFTSampler(**context, system=system, n_warm_start=2, seed=7)
+        study = optuna.create_study(directions=objective.directions, sampler=sampler)
+        study.optimize(deterministic, n_trials=4)
+        runs.append([t.params for t in study.trials])
     assert runs[0] == runs[1]
+    assert len({tuple(sorted(p.items())) for p in runs[0]}) == 4
 
 
 def test_pickling(system, objective):

@@ -14,6 +14,7 @@ import optuna
 from .. import schema
 from ..errors import ConfigError, MetaLearningError
 from ..models import LoadedModel, load_model
+from ..models.info import describe
 from ..tasks import Task, TaskCharacteristics, load_task
 from .results import CurvePoint, TrainingBudget, TrialResult
 from .search_space import PEFTSearchSpace
@@ -71,11 +72,7 @@ class PEFTObjective:
             raise ConfigError(f"objectives={list(objectives)}; choose from {schema.OBJECTIVES}.")
         self.task = load_task(task) if isinstance(task, str) else task
         self.model_spec = model if isinstance(model, str) else None
-        self._loaded = (
-            None
-            if isinstance(model, str)
-            else LoadedModel(*model[:2], model[2] if len(model) > 2 else None)
-        )
+        self._loaded = None if isinstance(model, str) else _as_loaded(model)
         self.search_space = search_space or PEFTSearchSpace()
         self.budget = budget or TrainingBudget()
         self.adapters_dir = Path(adapters_dir) if adapters_dir is not None else None
@@ -107,18 +104,16 @@ class PEFTObjective:
 
     @property
     def model_name(self) -> str:
-        info = self.loaded.info
-        return info.name if info is not None else type(self.loaded.model).__name__
+        return self.loaded.info.name
 
     def study_attributes(self) -> dict[str, Any]:
         """What the study carries so that it becomes experience."""
-        info = self.loaded.info
         return {
             schema.STUDY_TASK: {
                 "name": self.task.name,
                 "characteristics": self.characteristics.to_dict(),
             },
-            schema.STUDY_MODEL: info.to_dict() if info is not None else {"name": self.model_name},
+            schema.STUDY_MODEL: self.loaded.info.to_dict(),
             schema.STUDY_SPACE: {"methods": list(self.search_space.methods)},
         }
 
@@ -184,3 +179,10 @@ class PEFTObjective:
             trial.set_user_attr(key, value)
         if not all(math.isfinite(v) for v in result.objectives):
             trial.set_user_attr(schema.TRIAL_FAIL_REASON, "non-finite objective values")
+
+
+def _as_loaded(model: tuple) -> LoadedModel:
+    """``(model, tokenizer[, info])`` as a :class:`LoadedModel`, describing it if needed."""
+    if len(model) > 2 and model[2] is not None:
+        return LoadedModel(*model[:3])
+    return LoadedModel(model[0], model[1], describe(model[0], model[1], type(model[0]).__name__))
