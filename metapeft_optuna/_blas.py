@@ -45,6 +45,10 @@ class BlasStatus:
             or ``"reference"`` when nothing was preloaded.
         path: The preloaded library, if any.
         reason: Why this BLAS was chosen (or why none was preloaded).
+
+    Example:
+        >>> BlasStatus("mkl", "/opt/lib/libmkl_rt.so.2", "preloaded").name
+        'mkl'
     """
 
     name: str

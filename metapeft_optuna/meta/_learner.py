@@ -26,6 +26,14 @@ class MetaLearner:
 
     The inner loop is plain SGD with ``inner_lr`` on the model's trainable parameters;
     the outer loop feeds the meta-gradient to Adam with ``outer_lr``.
+
+    Example:
+        >>> from metapeft_optuna.models import SimpleClassifier, cross_entropy_loss
+        >>> learner = MetaLearner(SimpleClassifier(2), inner_lr=0.1)
+        >>> x, y = mx.random.normal((8, 2)), mx.zeros((8,), dtype=mx.int32)
+        >>> params = learner.adapt(x, y, cross_entropy_loss, steps=3)
+        >>> sorted(params) == sorted(learner.parameters())
+        True
     """
 
     def __init__(

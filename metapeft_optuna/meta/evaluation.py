@@ -17,7 +17,13 @@ from .system import MetaPEFTSystem
 
 @dataclass
 class HeldOutTask:
-    """What the meta-model, trained without this task, says about it."""
+    """What the meta-model, trained without this task, says about it.
+
+    Example:
+        >>> t = HeldOutTask("iris", 40, 0.5, 0.1, 0.6, 0.2, "lora", "lora", "dora")
+        >>> t.selected_method == t.best_method
+        True
+    """
 
     task: str
     trials: int
@@ -32,7 +38,14 @@ class HeldOutTask:
 
 @dataclass
 class LeaveOneTaskOut:
-    """Per-task results and their means."""
+    """Per-task results and their means.
+
+    Example:
+        >>> held = HeldOutTask("a", 9, 0.4, 0.2, 0.5, 0.3, "lora", "lora", "dora")
+        >>> report = LeaveOneTaskOut([held])
+        >>> report.summary()["selection_top1"], report.summary()["majority_top1"]
+        (1.0, 0.0)
+    """
 
     tasks: list[HeldOutTask] = field(default_factory=list)
     shots: int = 5

@@ -51,6 +51,16 @@ class PEFTExperience:
         state: ``"complete"`` or ``"pruned"``.
         uid: Identity used to drop duplicates (storage-independent).
         study: ``"<study name>"`` it came from.
+
+    Example:
+        >>> from metapeft_optuna.tasks import TaskCharacteristics
+        >>> chars = TaskCharacteristics(64, 12, 30, "algorithmic", "classification", 0.4)
+        >>> e = PEFTExperience(chars.to_vector(), PEFTMethod.LORA, {"method": "lora"},
+        ...                    {"accuracy": 0.9, "peak_memory_mb": 600.0, "train_seconds": 20.0},
+        ...                    20.0, 600.0, task_name="parity@64", task_characteristics=chars,
+        ...                    uid="x")
+        >>> e.complete, PEFTExperience.from_dict(e.to_dict()).accuracy
+        (True, 0.9)
     """
 
     task_embedding: np.ndarray

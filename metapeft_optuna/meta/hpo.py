@@ -81,7 +81,14 @@ def default_params(method: str) -> dict[str, Any]:
 
 @dataclass
 class Proposal:
-    """A proposed configuration with its prediction and the reason it was chosen."""
+    """A proposed configuration with its prediction and the reason it was chosen.
+
+    Example:
+        >>> p = Proposal({"method": "lora"}, np.array([0.8, np.log(600), np.log(20)]),
+        ...              np.array([0.05, 0.1, 0.1]), 0.3, "example")
+        >>> round(p.prediction()["peak_memory_mb"])
+        600
+    """
 
     params: dict[str, Any]
     mean: np.ndarray  # [accuracy, log MB, log s]

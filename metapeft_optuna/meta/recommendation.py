@@ -22,6 +22,11 @@ class MethodRecommendation:
         params: The same configuration as search-space parameters (for Optuna).
         method_probabilities: The combined probability of every method.
         similar_tasks: The nearest source tasks with their best results.
+
+    Example:
+        >>> r = MethodRecommendation(PEFTMethod.LORA, 0.6, {"rank": 8}, {"accuracy": 0.9}, "why")
+        >>> r.to_dict()["method"]
+        'lora'
     """
 
     method: PEFTMethod

@@ -34,7 +34,12 @@ OBJECTIVES = 3
 
 @dataclass
 class SurrogateConfig:
-    """Training settings of :class:`PEFTSurrogate` (plain data, saved with the model)."""
+    """Training settings of :class:`PEFTSurrogate` (plain data, saved with the model).
+
+    Example:
+        >>> SurrogateConfig(members=3, reptile_iterations=0).members
+        3
+    """
 
     members: int = 5
     embedding_dim: int = 16

@@ -21,6 +21,10 @@ class ModelInfo:
         vocab_size: Tokenizer/embedding vocabulary size.
         quantization_bits: Bits of the block weights (None when unquantized).
         context_length: Longest sequence the model was trained for, if known.
+
+    Example:
+        >>> ModelInfo("tiny", 90624, 2, 64, 259).to_dict()["num_layers"]
+        2
     """
 
     name: str
@@ -36,7 +40,13 @@ class ModelInfo:
 
 
 class LoadedModel(NamedTuple):
-    """What :func:`load_model` returns; unpacks as ``model, tokenizer, info``."""
+    """What :func:`load_model` returns; unpacks as ``model, tokenizer, info``.
+
+    Example:
+        >>> model, tokenizer, info = LoadedModel("model", "tokenizer", "info")
+        >>> info
+        'info'
+    """
 
     model: nn.Module
     tokenizer: Any

@@ -37,6 +37,16 @@ class BaseAdapter(nn.Module):
             layer-replacing methods (LoRA, DoRA, AdaLoRA) until :meth:`detach`.
         config: The method's config dataclass.
         tokenizer: Only needed by methods that initialise from text (prompt tuning).
+
+    Example:
+        >>> from metapeft_optuna.models import load_model
+        >>> from metapeft_optuna.peft import AdapterFactory
+        >>> model, tokenizer, _ = load_model("tiny")
+        >>> config = {"num_virtual_tokens": 2}
+        >>> adapter = AdapterFactory.create_adapter("prefix_tuning", model, config)
+        >>> tokens = mx.array([tokenizer.encode("hi")])
+        >>> adapter.logits(adapter(tokens)).shape
+        (1, 2, 259)
     """
 
     method: ClassVar[PEFTMethod]

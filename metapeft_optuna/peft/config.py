@@ -10,7 +10,13 @@ from ..errors import AdapterCreationError
 
 @dataclass
 class AdapterConfig:
-    """Base class of every method's config. Subclasses validate in ``validate``."""
+    """Base class of every method's config. Subclasses validate in ``validate``.
+
+    Example:
+        >>> from metapeft_optuna.peft import LoRAConfig
+        >>> LoRAConfig.from_dict({"r": 4, "lora_alpha": 8}).to_dict()["rank"]
+        4
+    """
 
     method_name: ClassVar[str] = "adapter"
     # Accepted spellings from other libraries -> field name.

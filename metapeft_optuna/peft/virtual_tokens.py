@@ -18,6 +18,14 @@ class VirtualTokenAdapter(BaseAdapter):
     On the first call of a decode (empty cache) and in training, the virtual token
     embeddings are concatenated in front of the input embeddings; the returned hidden
     states drop their positions, so the loss never sees them.
+
+    Example:
+        >>> from metapeft_optuna.models import load_model
+        >>> from metapeft_optuna.peft import PromptTuningAdapter, PromptTuningConfig
+        >>> model, tokenizer, _ = load_model("tiny")
+        >>> adapter = PromptTuningAdapter(model, PromptTuningConfig(num_virtual_tokens=3))
+        >>> adapter(mx.array([tokenizer.encode("abc")])).shape  # the 3 virtual tokens are dropped
+        (1, 3, 64)
     """
 
     def __init__(self, model: nn.Module, config: Any, tokenizer: Any = None):

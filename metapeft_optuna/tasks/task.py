@@ -25,6 +25,10 @@ class Example:
         completion: The answer the model learns to produce; the loss is on it alone.
         messages: For chat data, the conversation before the answer (role/content
             dicts); the prompt is then rendered with the tokenizer's chat template.
+
+    Example:
+        >>> Example("Word: good, sentiment:", " positive").render_prompt(tokenizer=None)
+        'Word: good, sentiment:'
     """
 
     prompt: str
@@ -40,7 +44,13 @@ class Example:
 
 
 class TaskSplits(NamedTuple):
-    """Deterministic train/validation/test partition of a task's examples."""
+    """Deterministic train/validation/test partition of a task's examples.
+
+    Example:
+        >>> train, validation, test = TaskSplits((), (), ())
+        >>> len(train)
+        0
+    """
 
     train: tuple[Example, ...]
     validation: tuple[Example, ...]

@@ -22,7 +22,12 @@ ANSWER_QUANTUM = 2
 
 @dataclass(frozen=True)
 class EncodedExample:
-    """Token ids of one example: the model reads ``prompt + answer[:-1]``."""
+    """Token ids of one example: the model reads ``prompt + answer[:-1]``.
+
+    Example:
+        >>> EncodedExample((5, 6, 7), (8, 2)).length  # reads 5 6 7 8, predicts 8 and EOS 2
+        4
+    """
 
     prompt: tuple[int, ...]
     answer: tuple[int, ...]  # ends with the end-of-sequence token
@@ -35,7 +40,13 @@ class EncodedExample:
 class Batch(NamedTuple):
     """Arrays for one step: ``tokens`` (B, L); ``positions``/``targets``/``mask`` (B, A);
     ``lengths`` (B,) real tokens per row. Only arrays, so compiled steps never retrace
-    on a new Python value."""
+    on a new Python value.
+
+    Example:
+        >>> batch = collate([EncodedExample((5, 6, 7), (8, 2))])
+        >>> batch.positions.tolist(), batch.targets.tolist()
+        ([[2, 3]], [[8, 2]])
+    """
 
     tokens: mx.array
     positions: mx.array

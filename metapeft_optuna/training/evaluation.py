@@ -31,7 +31,13 @@ EVAL_BATCH = 32
 
 @dataclass(frozen=True)
 class LabelSet:
-    """A classification task's answer set as token sequences (each ending with EOS)."""
+    """A classification task's answer set as token sequences (each ending with EOS).
+
+    Example:
+        >>> labels = LabelSet((" no", " yes"), ((11, 2), (12, 2)))
+        >>> labels.first_tokens, labels.first_tokens_distinct
+        ((11, 12), True)
+    """
 
     labels: tuple[str, ...]
     token_ids: tuple[tuple[int, ...], ...]
@@ -58,7 +64,12 @@ class LabelSet:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Loss and metric on a set of examples."""
+    """Loss and metric on a set of examples.
+
+    Example:
+        >>> Evaluation(loss=0.7, metric=0.5, count=10).metric
+        0.5
+    """
 
     loss: float
     metric: float

@@ -58,7 +58,13 @@ class TrainingBudget:
 
 @dataclass(frozen=True)
 class CurvePoint:
-    """One point of a learning curve."""
+    """One point of a learning curve.
+
+    Example:
+        >>> CurvePoint(step=10, train_loss=0.9, val_loss=0.8, val_metric=0.6,
+        ...            train_seconds=4.2).to_dict()["val_metric"]
+        0.6
+    """
 
     step: int
     train_loss: float
@@ -86,6 +92,11 @@ class TrialResult:
         method: The PEFT method.
         hyperparameters: The full configuration that was trained.
         tokens_per_second: Training tokens (padding excluded) per training second.
+
+    Example:
+        >>> r = TrialResult(0.9, 600.0, 20.0, 3.0, 1792, [], None, "lora", {})
+        >>> r.objectives
+        (0.9, 600.0, 20.0)
     """
 
     accuracy: float

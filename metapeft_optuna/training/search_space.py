@@ -36,7 +36,13 @@ ALL_METHODS = tuple(m.value for m in PEFTMethod)
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One parameter: its distribution, the methods that use it, an optional condition."""
+    """One parameter: its distribution, the methods that use it, an optional condition.
+
+    Example:
+        >>> spec = ParamSpec("lora_rank", CategoricalDistribution((4, 8)), ("lora", "dora"))
+        >>> spec.active({"method": "dora"}), spec.active({"method": "prompt_tuning"})
+        (True, False)
+    """
 
     name: str
     distribution: BaseDistribution

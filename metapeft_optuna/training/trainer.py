@@ -26,7 +26,15 @@ CurveCallback = Callable[[CurvePoint], None]
 
 @dataclass
 class PreparedTask:
-    """A task tokenised once for many trials: encoded splits and the label set."""
+    """A task tokenised once for many trials: encoded splits and the label set.
+
+    Example:
+        >>> from metapeft_optuna.models import load_model
+        >>> _, tokenizer, _ = load_model("tiny")
+        >>> prepared = PreparedTask.prepare(load_task("parity@64"), tokenizer, TrainingBudget())
+        >>> len(prepared.train), prepared.labels.labels
+        (52, (' even', ' odd'))
+    """
 
     task: Task
     train: list[EncodedExample]

@@ -21,6 +21,12 @@ class RankAllocator:
     Args:
         config: The AdaLoRA config (``total_step`` must be set).
         modules: ``{module path: SVDLinear}`` in a fixed order.
+
+    Example:
+        >>> from metapeft_optuna.peft.adalora import AdaLoRAConfig
+        >>> config = AdaLoRAConfig(init_r=8, target_r=2, tinit=2, tfinal=2, total_step=12)
+        >>> RankAllocator(config, {"a": None}).budget_schedule(12)
+        (2, True)
     """
 
     def __init__(self, config: AdaLoRAConfig, modules: dict[str, SVDLinear]):

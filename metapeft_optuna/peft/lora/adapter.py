@@ -134,7 +134,14 @@ class LoRAModelAdapter(BaseAdapter):
 @register_adapter
 class DoRAModelAdapter(LoRAModelAdapter):
     """DoRA (weight-decomposed LoRA): LoRA's update normalised per output row, times a
-    trained magnitude ``m`` initialised to the base weight's row norms."""
+    trained magnitude ``m`` initialised to the base weight's row norms.
+
+    Example:
+        >>> from metapeft_optuna.models import load_model
+        >>> model, _, _ = load_model("tiny")
+        >>> DoRAModelAdapter(model, DoRAConfig(rank=4)).num_trainable_parameters  # LoRA + m
+        1984
+    """
 
     method = PEFTMethod.DORA
     config_class = DoRAConfig

@@ -54,6 +54,11 @@ class LoRAConfig(AdapterConfig):
 
 @dataclass
 class DoRAConfig(LoRAConfig):
-    """DoRA: LoRA's direction update plus a trained per-output magnitude ``m``."""
+    """DoRA: LoRA's direction update plus a trained per-output magnitude ``m``.
+
+    Example:
+        >>> DoRAConfig(rank=4, alpha=8).scale
+        2.0
+    """
 
     method_name = "dora"

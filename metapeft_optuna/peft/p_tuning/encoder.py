@@ -7,7 +7,12 @@ import mlx.nn as nn
 
 
 class BidirectionalLSTM(nn.Module):
-    """Stacked bidirectional LSTM over a ``(batch, length, features)`` sequence."""
+    """Stacked bidirectional LSTM over a ``(batch, length, features)`` sequence.
+
+    Example:
+        >>> BidirectionalLSTM(8, 4, num_layers=2, dropout=0.0)(mx.zeros((1, 3, 8))).shape
+        (1, 3, 8)
+    """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, dropout: float):
         super().__init__()

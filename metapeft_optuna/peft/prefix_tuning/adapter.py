@@ -17,7 +17,12 @@ from .config import PrefixTuningConfig
 
 
 class PrefixProjection(nn.Module):
-    """Li & Liang's reparameterisation: ``MLP(embedding)`` -> every layer's prefixes."""
+    """Li & Liang's reparameterisation: ``MLP(embedding)`` -> every layer's prefixes.
+
+    Example:
+        >>> PrefixProjection(mx.zeros((4, 16)), hidden_size=8, out_dims=32)().shape
+        (4, 32)
+    """
 
     def __init__(self, init_embeddings: mx.array, hidden_size: int, out_dims: int):
         super().__init__()

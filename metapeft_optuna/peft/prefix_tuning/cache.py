@@ -18,6 +18,12 @@ class PrefixCache:
         keys: ``(num_kv_heads, P, head_dim)`` prefix keys (grouped-query attention: one
             prefix per key/value head, shared by the query heads of its group).
         values: Same shape, prefix values.
+
+    Example:
+        >>> cache = PrefixCache(mx.zeros((2, 3, 4)), mx.zeros((2, 3, 4)))
+        >>> keys, values = cache.update_and_fetch(mx.ones((5, 2, 1, 4)), mx.ones((5, 2, 1, 4)))
+        >>> keys.shape, cache.offset
+        ((5, 2, 4, 4), 3)
     """
 
     def __init__(self, keys: mx.array, values: mx.array):

@@ -22,7 +22,12 @@ DEFAULT_SIZE = 512
 
 @dataclass(frozen=True)
 class BuiltinTask:
-    """A registered built-in task: how to build it and what it is."""
+    """A registered built-in task: how to build it and what it is.
+
+    Example:
+        >>> BUILTIN_TASKS["parity"].domain, BUILTIN_TASKS["parity"].task_type
+        ('algorithmic', 'classification')
+    """
 
     name: str
     domain: str
