@@ -198,6 +198,7 @@ class MetaHyperparameterOptimizer:
         exclude: Sequence[dict[str, Any]] = (),
         methods: Sequence[str] | None = None,
         pending: Sequence[np.ndarray] = (),
+        start: int = 0,
     ) -> list[Proposal]:
         """Propose ``n`` configurations.
 
@@ -214,10 +215,15 @@ class MetaHyperparameterOptimizer:
             methods: Restrict the candidates to these methods.
             pending: Predicted targets of trials still running (other workers), believed
                 as if observed so that parallel workers spread out.
+            start: Where the cold start's turn of methods begins (the sampler passes the
+                trial number: workers that start at the same moment, before either has
+                written its parameters, still begin on different methods).
         """
         rng = rng or np.random.default_rng()
         if surrogate is None or not surrogate.is_fitted:
-            return self._cold_start(n, rng, list(observed_params) + list(exclude), methods)
+            return self._cold_start(
+                n, rng, list(observed_params) + list(exclude), methods, start
+            )
         best_seen = self._best_observed(observed_params, observed_metrics)
         pool = self.candidates(rng, list(seeds) + best_seen, methods)
         seen = {_key(p) for p in list(observed_params) + list(exclude)}
@@ -309,11 +315,13 @@ class MetaHyperparameterOptimizer:
         rng: np.random.Generator,
         used: Sequence[dict[str, Any]],
         methods: Sequence[str] | None = None,
+        start: int = 0,
     ) -> list[Proposal]:
         """Each allowed method once at its defaults, then random configurations in turn."""
         allowed = self.allowed(methods)
         tried = [p.get("method") for p in used]
-        untried = [m for m in allowed if m not in tried]
+        shift = start % len(allowed)
+        untried = [m for m in allowed[shift:] + allowed[:shift] if m not in tried]
         proposals = []
         for i in range(n):
             if i < len(untried):

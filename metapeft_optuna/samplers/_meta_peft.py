@@ -280,6 +280,7 @@ class MetaPEFTSampler(BaseSampler):
             methods=methods,
             exclude=[_peft_params(t, self._peft_names) for t in running],
             pending=pending,
+            start=trial.number,
         )[0]
         return proposal, phase
 
