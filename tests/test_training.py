@@ -201,16 +201,29 @@ def test_failed_trials_keep_the_study_usable(tiny, nan, space, budget, reason):
     assert study.trials[1].state == optuna.trial.TrialState.COMPLETE
 
 
+def _torch_missing() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
 @pytest.mark.parametrize(
-    "sampler",
+    "make_sampler",
     [
-        optuna.samplers.TPESampler(seed=0),
-        optuna.samplers.NSGAIISampler(seed=0),
-        optuna.samplers.RandomSampler(seed=0),
+        lambda: optuna.samplers.TPESampler(seed=0),
+        lambda: optuna.samplers.NSGAIISampler(seed=0),
+        lambda: optuna.samplers.RandomSampler(seed=0),
+        pytest.param(
+            lambda: optuna.samplers.GPSampler(seed=0),
+            marks=pytest.mark.skipif(_torch_missing(), reason="GPSampler needs torch"),
+        ),
     ],
-    ids=["tpe", "nsga2", "random"],
+    ids=["tpe", "nsga2", "random", "gp"],
 )
-def test_three_trial_study_with_builtin_samplers(tiny, sampler):
+def test_three_trial_study_with_builtin_samplers(tiny, make_sampler):
+    sampler = make_sampler()
     space = PEFTSearchSpace(
         specs=[
             s if s.name != "steps" else ParamSpec("steps", IntDistribution(2, 6, step=2), s.methods)
