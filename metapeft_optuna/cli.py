@@ -12,6 +12,7 @@ import metapeft_optuna
 
 from . import schema
 from .errors import MetaLearningError
+from .meta.prior import META_DATASET, REPOSITORY_PRIOR
 
 MAIN_TASK = "compare_numbers@256"
 MAIN_STORAGE = "sqlite:///studies/main.db"
@@ -339,9 +340,16 @@ def build_parser() -> argparse.ArgumentParser:
     prior = commands.add_parser("prior", help="the shipped meta-model")
     prior_commands = prior.add_subparsers(dest="prior_command", required=True)
     train = prior_commands.add_parser("train", help="train the prior on experience")
-    train.add_argument("--experience", nargs="+", default=["studies/meta_dataset.jsonl"])
-    train.add_argument("--out", default="studies/prior")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--experience",
+        nargs="+",
+        default=[str(META_DATASET)],
+        help="storage URLs or JSON Lines exports (default: the shipped meta-dataset)",
+    )
+    train.add_argument(
+        "--out", default=str(REPOSITORY_PRIOR), help="folder to write (default: the shipped prior)"
+    )
+    train.add_argument("--seed", type=int, default=0, help="seed of the networks' training")
     train.set_defaults(func=cmd_prior_train)
     prior_commands.add_parser("show", help="what the prior knows").set_defaults(func=cmd_prior_show)
 
