@@ -299,6 +299,19 @@ def test_optimizer_portfolio_is_spread_and_excludes_seen(fitted, experiences):
     assert "EHVI" in again[0].reason
 
 
+def test_cold_start_turn_of_methods_starts_at_the_trial_number():
+    """Workers that start together see no parameters of each other's trials; their
+    distinct trial numbers alone must send them to different methods."""
+    optimizer = MetaHyperparameterOptimizer(PEFTSearchSpace())
+    first = [
+        optimizer.propose(None, None, [], [], rng=np.random.default_rng(0), start=number)[0]
+        for number in range(len(optimizer.allowed(None)))
+    ]
+    assert [p.params["method"] for p in first] == optimizer.allowed(None)
+    later = optimizer.propose(None, None, [first[0].params], [{}], start=0)[0]
+    assert later.params["method"] == optimizer.allowed(None)[1]
+
+
 def test_standardizer_not_fitted():
     with pytest.raises(NotFittedError):
         Standardizer().transform(np.zeros((1, 2)))
