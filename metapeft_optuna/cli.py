@@ -12,7 +12,6 @@ import metapeft_optuna
 
 from . import schema
 from .errors import MetaLearningError
-from .meta.prior import META_DATASET, REPOSITORY_PRIOR
 
 MAIN_TASK = "compare_numbers@256"
 MAIN_STORAGE = "sqlite:///studies/main.db"
@@ -234,15 +233,17 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 def cmd_prior_train(args: argparse.Namespace) -> int:
     from .meta import ExperienceBuffer, MetaPEFTSystem
+    from .meta.prior import META_DATASET, REPOSITORY_PRIOR
 
-    buffer = ExperienceBuffer.from_storages(args.experience)
+    buffer = ExperienceBuffer.from_storages(args.experience or [str(META_DATASET)])
     print(
         f"training on {len(buffer.complete())} experiences from {len(buffer.by_task())} tasks ...",
         flush=True,
     )
     system = MetaPEFTSystem(seed=args.seed).fit(buffer)
-    system.save(args.out)
-    print(f"saved the prior to {args.out}")
+    out = args.out or REPOSITORY_PRIOR
+    system.save(out)
+    print(f"saved the prior to {out}")
     return 0
 
 
@@ -343,12 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--experience",
         nargs="+",
-        default=[str(META_DATASET)],
         help="storage URLs or JSON Lines exports (default: the shipped meta-dataset)",
     )
-    train.add_argument(
-        "--out", default=str(REPOSITORY_PRIOR), help="folder to write (default: the shipped prior)"
-    )
+    train.add_argument("--out", help="folder to write (default: the shipped prior)")
     train.add_argument("--seed", type=int, default=0, help="seed of the networks' training")
     train.set_defaults(func=cmd_prior_train)
     prior_commands.add_parser("show", help="what the prior knows").set_defaults(func=cmd_prior_show)

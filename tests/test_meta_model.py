@@ -19,7 +19,7 @@ from metapeft_optuna.meta.acquisition import (
     pareto_mask,
 )
 from metapeft_optuna.meta.evaluation import leave_one_task_out
-from metapeft_optuna.meta.features import Standardizer, experience_arrays
+from metapeft_optuna.meta.features import Standardizer, context_vector, experience_arrays
 from metapeft_optuna.peft import PEFTMethod
 from metapeft_optuna.training.objective import PEFTObjective
 from metapeft_optuna.training.results import TrainingBudget
@@ -254,9 +254,6 @@ def test_learn_from_experience_updates_incrementally(experiences):
     )
     assert system.is_fitted  # the first experience triggers a fit
     space = system.search_space
-    context = experiences[1].task_embedding
-    from metapeft_optuna.meta.features import context_vector
-
     context = context_vector(experiences[1].task_characteristics, first.model_info)
     before = system.surrogate.predict(context, space.encode(first.hyperparameters)[None])[0]
     for e in experiences[1:5]:
@@ -275,8 +272,6 @@ def test_learn_from_experience_updates_incrementally(experiences):
 
 
 def test_optimizer_portfolio_is_spread_and_excludes_seen(fitted, experiences):
-    from metapeft_optuna.meta.features import context_vector
-
     e = experiences[0]
     context = context_vector(e.task_characteristics, e.model_info)
     optimizer = MetaHyperparameterOptimizer(fitted.search_space, n_candidates=256)

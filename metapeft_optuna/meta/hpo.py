@@ -15,35 +15,16 @@ from .features import target_vector
 from .surrogate import PEFTSurrogate
 
 # Sensible starting points per method, used with no experience at all (cold start).
+_SHARED = {"steps": 20, "batch_size": 8}
+_LORA = {"lora_alpha": 16.0, "lora_dropout": 0.05, "lora_targets": "qv", "lora_layer_fraction": 1.0}
+_LORA_DEFAULTS = {"learning_rate": 2e-3, **_SHARED, "lora_rank": 8, **_LORA}
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
-    "lora": {
-        "learning_rate": 2e-3,
-        "steps": 20,
-        "batch_size": 8,
-        "lora_rank": 8,
-        "lora_alpha": 16.0,
-        "lora_dropout": 0.05,
-        "lora_targets": "qv",
-        "lora_layer_fraction": 1.0,
-    },
-    "dora": {
-        "learning_rate": 2e-3,
-        "steps": 20,
-        "batch_size": 8,
-        "lora_rank": 8,
-        "lora_alpha": 16.0,
-        "lora_dropout": 0.05,
-        "lora_targets": "qv",
-        "lora_layer_fraction": 1.0,
-    },
+    "lora": _LORA_DEFAULTS,
+    "dora": _LORA_DEFAULTS,
     "adalora": {
         "learning_rate": 2e-3,
-        "steps": 20,
-        "batch_size": 8,
-        "lora_alpha": 16.0,
-        "lora_dropout": 0.05,
-        "lora_targets": "qv",
-        "lora_layer_fraction": 1.0,
+        **_SHARED,
+        **_LORA,
         "adalora_init_r": 12,
         "adalora_target_fraction": 0.67,
         "adalora_orth_reg_weight": 0.1,
@@ -52,22 +33,19 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     },
     "prompt_tuning": {
         "learning_rate": 3e-2,
-        "steps": 20,
-        "batch_size": 8,
+        **_SHARED,
         "num_virtual_tokens": 8,
         "prompt_init": "vocab",
     },
     "prefix_tuning": {
         "learning_rate": 1e-2,
-        "steps": 20,
-        "batch_size": 8,
+        **_SHARED,
         "num_virtual_tokens": 8,
         "prefix_projection": False,
     },
     "p_tuning": {
         "learning_rate": 1e-2,
-        "steps": 20,
-        "batch_size": 8,
+        **_SHARED,
         "num_virtual_tokens": 8,
         "ptuning_encoder": "mlp",
         "ptuning_hidden": 128,
@@ -221,9 +199,7 @@ class MetaHyperparameterOptimizer:
         """
         rng = rng or np.random.default_rng()
         if surrogate is None or not surrogate.is_fitted:
-            return self._cold_start(
-                n, rng, list(observed_params) + list(exclude), methods, start
-            )
+            return self._cold_start(n, rng, list(observed_params) + list(exclude), methods, start)
         best_seen = self._best_observed(observed_params, observed_metrics)
         pool = self.candidates(rng, list(seeds) + best_seen, methods)
         seen = {_key(p) for p in list(observed_params) + list(exclude)}
