@@ -44,7 +44,8 @@ def main() -> None:
         print(
             f"| {t.task} | {t.trials} | {t.spearman:.3f} | {t.spearman_agnostic:.3f} | "
             f"{t.spearman_adapted:.3f} | {t.spearman_adapted_agnostic:.3f} | "
-            f"{t.selected_method} | {t.best_method} | {t.majority_method} |"
+            f"{t.selected_method} ({t.selected_probability:.2f}) | {t.best_method or '-'} | "
+            f"{t.majority_method} |"
         )
     s = report.summary()
     print(
@@ -53,8 +54,9 @@ def main() -> None:
         f"(task-agnostic {s['spearman_adapted_agnostic']:.3f})"
     )
     print(
-        f"method selection top-1: {s['selection_top1']:.3f} "
-        f"(majority-method baseline {s['majority_top1']:.3f})"
+        f"method selection top-1 on the {s['tasks_with_a_best_method']} tasks with a best "
+        f"method: {s['selection_top1']:.3f} (majority-method baseline {s['majority_top1']:.3f}); "
+        f"mean calibrated confidence in the selected method {s['selected_probability']:.2f}"
     )
     print(f"({time.time() - start:.0f} s)")
     if args.json:

@@ -84,3 +84,18 @@ def test_experience_export(tmp_path, tune_args, capsys, monkeypatch):
 def test_clear_errors(capsys):
     assert main(["tune", "--task", "no_such_task", "--model", "tiny"]) == 2
     assert "unknown task 'no_such_task'" in capsys.readouterr().err
+
+
+def test_prior_lookup_checkout_then_wheel_install(tmp_path, monkeypatch):
+    from metapeft_optuna.meta import prior
+
+    monkeypatch.delenv("METAPEFT_PRIOR", raising=False)
+    installed = tmp_path / "share" / "prior"
+    monkeypatch.setattr(prior, "REPOSITORY_PRIOR", tmp_path / "checkout")
+    monkeypatch.setattr(prior, "INSTALLED_PRIOR", installed)
+    assert prior.prior_path() is None
+    installed.mkdir(parents=True)
+    (installed / "meta_model.json").write_text("{}")
+    assert prior.prior_path() == installed
+    monkeypatch.setenv("METAPEFT_PRIOR", "none")
+    assert prior.prior_path() is None

@@ -20,6 +20,7 @@ from metapeft_optuna.meta.acquisition import (
 )
 from metapeft_optuna.meta.evaluation import leave_one_task_out
 from metapeft_optuna.meta.features import Standardizer, context_vector, experience_arrays
+from metapeft_optuna.meta.selection import calibrate_method_selector
 from metapeft_optuna.peft import PEFTMethod
 from metapeft_optuna.training.objective import PEFTObjective
 from metapeft_optuna.training.results import TrainingBudget
@@ -330,4 +331,50 @@ def test_leave_one_task_out_runs_on_real_tiny_experience(tiny_storage):
     )
     summary = report.summary()
     assert summary["tasks"] == 6 and {t.task for t in report.tasks} == set(TINY_TASKS)
-    assert 0 <= summary["selection_top1"] <= 1 and 0 <= summary["majority_top1"] <= 1
+    ranked = [t for t in report.tasks if t.best_method]
+    assert summary["tasks_with_a_best_method"] == len(ranked)
+    if ranked:
+        assert 0 <= summary["selection_top1"] <= 1 and 0 <= summary["majority_top1"] <= 1
+    assert all(0 < t.selected_probability <= 1 for t in report.tasks)
+
+
+# --- method-selector calibration ---------------------------------------------------------------
+def _selector_data(informative: bool, n: int = 12):
+    rng = np.random.default_rng(0)
+    contexts = rng.normal(size=(n, 6)).astype(np.float32)
+    winner = (contexts[:, 0] > 0).astype(int) if informative else rng.integers(0, 3, n)
+    return contexts, np.eye(3, dtype=np.float32)[winner]
+
+
+def test_selector_calibration_shrinks_a_selector_that_only_memorises():
+    """Labels unrelated to the features: held-out predictions are no better than the base
+    rate, so the calibrated selector must not claim certainty."""
+    contexts, labels = _selector_data(informative=False)
+    calibration = calibrate_method_selector(contexts, labels, embedding_dim=8)
+    raw = np.eye(3)[[0]] * 30.0  # what a memorising selector outputs: p = 1.00
+    assert calibration.apply(raw).max() < 0.7
+    assert calibration.prior_weight > 0.3 or calibration.temperature > 8
+
+
+def test_selector_calibration_keeps_a_selector_that_generalises():
+    contexts, labels = _selector_data(informative=True)
+    calibration = calibrate_method_selector(contexts, labels, embedding_dim=8)
+    assert calibration.apply(np.eye(3)[[0]] * 30.0).max() > 0.8
+
+
+def test_selector_calibration_with_too_few_tasks_is_the_base_rate():
+    calibration = calibrate_method_selector(
+        np.zeros((2, 4), np.float32), np.eye(3, dtype=np.float32)[[1, 1]], embedding_dim=4
+    )
+    assert calibration.prior_weight == 1.0
+    assert calibration.apply(np.zeros((1, 3))).tolist() == [pytest.approx([0.2, 0.6, 0.2])]
+
+
+def test_fitted_selector_is_calibrated_and_saved(fitted, experiences, tmp_path):
+    probabilities = fitted.method_probabilities(
+        context_vector(experiences[0].task_characteristics, experiences[0].model_info)
+    )
+    assert probabilities.sum() == pytest.approx(1.0) and probabilities.max() < 1.0
+    fitted.save(tmp_path / "model")
+    loaded = MetaPEFTSystem.load(tmp_path / "model")
+    assert loaded.selector_calibration_ == fitted.selector_calibration_

@@ -67,11 +67,14 @@ def _run(sampler, objective, n, directions=None):
     return study
 
 
-def test_warm_start_portfolio_then_model_based(system, objective):
-    sampler = MetaPEFTSampler(objective=objective, system=system, n_warm_start=3, seed=0)
-    study = _run(sampler, objective, 5)
+def test_warm_start_portfolio_then_model_based_with_interleaved_exploration(system, objective):
+    sampler = MetaPEFTSampler(
+        objective=objective, system=system, n_warm_start=3, explore_every=3, seed=0
+    )
+    study = _run(sampler, objective, 6)
     phases = [t.user_attrs[schema.TRIAL_PREDICTION]["phase"] for t in study.trials]
-    assert phases == ["warm start"] * 3 + ["model-based"] * 2
+    assert phases == ["warm start"] * 3 + ["model-based"] * 2 + ["interleaved exploration"]
+    assert "TPESampler" in study.trials[5].user_attrs[schema.TRIAL_PREDICTION]["reason"]
     warm = [tuple(sorted(t.params.items())) for t in study.trials[:3]]
     assert len(set(warm)) == 3  # a portfolio, not the same configuration three times
     first = study.trials[0].user_attrs[schema.TRIAL_PREDICTION]

@@ -32,8 +32,9 @@ class HeldOutTask:
     spearman_adapted: float  # after adapting on the first `shots` trials (scored on the rest)
     spearman_adapted_agnostic: float
     selected_method: str
-    best_method: str
+    best_method: str  # "" when every trial of the task has the same accuracy (no best)
     majority_method: str
+    selected_probability: float = float("nan")  # the calibrated selector's confidence
 
 
 @dataclass
@@ -55,17 +56,21 @@ class LeaveOneTaskOut:
             values = [v for t in self.tasks if np.isfinite(v := getattr(t, name))]
             return float(np.mean(values)) if values else float("nan")
 
+        ranked = [t for t in self.tasks if t.best_method]
+
         def share(hit) -> float:
-            return sum(map(hit, self.tasks)) / len(self.tasks) if self.tasks else float("nan")
+            return sum(map(hit, ranked)) / len(ranked) if ranked else float("nan")
 
         return {
             "tasks": len(self.tasks),
+            "tasks_with_a_best_method": len(ranked),
             "spearman": mean("spearman"),
             "spearman_agnostic": mean("spearman_agnostic"),
             "spearman_adapted": mean("spearman_adapted"),
             "spearman_adapted_agnostic": mean("spearman_adapted_agnostic"),
             "selection_top1": share(lambda t: t.selected_method == t.best_method),
             "majority_top1": share(lambda t: t.majority_method == t.best_method),
+            "selected_probability": mean("selected_probability"),
         }
 
     def to_dict(self) -> dict:
@@ -91,7 +96,8 @@ def leave_one_task_out(
     (zero-shot, and after adapting on its first ``shots`` trials), the same for a
     task-agnostic surrogate (task features zeroed), and whether the method selector's
     top method is the task's best-accuracy method, next to the majority-method baseline
-    (the method most often best among the training tasks).
+    (the method most often best among the training tasks); tasks whose trials all have
+    the same accuracy have no best method and are left out of those two shares.
 
     Example:
         >>> report = leave_one_task_out(ExperienceBuffer())
@@ -124,7 +130,7 @@ def leave_one_task_out(
             mean, _ = adapted.predict(contexts[0], configs[shots:])
             rho[label + "_adapted"] = _rho(mean[:, 0], actual[shots:])
         probabilities = system.method_probabilities(contexts[0])
-        best = max(held, key=lambda e: e.accuracy).method_used.value
+        best = max(held, key=lambda e: e.accuracy).method_used.value if np.ptp(actual) else ""
         majority = Counter(s["best_method"] for s in system.task_summaries_).most_common(1)[0][0]
         report.tasks.append(
             HeldOutTask(
@@ -137,6 +143,7 @@ def leave_one_task_out(
                 system.methods[int(np.argmax(probabilities))],
                 best,
                 majority,
+                float(probabilities.max()),
             )
         )
     return report

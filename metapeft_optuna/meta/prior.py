@@ -1,12 +1,14 @@
 """The shipped prior: a MetaPEFTSystem trained on the PEFT meta-dataset.
 
-``studies/prior/`` in the repository holds it (retrain with ``metapeft prior train``);
-``METAPEFT_PRIOR`` points elsewhere, and ``METAPEFT_PRIOR=none`` disables it.
+``studies/prior/`` in the repository holds it (retrain with ``metapeft prior train``); a
+wheel installs a copy in ``<prefix>/share/metapeft-optuna/prior``. ``METAPEFT_PRIOR`` points
+elsewhere, and ``METAPEFT_PRIOR=none`` disables it.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from .system import MetaPEFTSystem
 
 ENV_VAR = "METAPEFT_PRIOR"
 REPOSITORY_PRIOR = Path(__file__).resolve().parents[2] / "studies" / "prior"
+INSTALLED_PRIOR = Path(sys.prefix) / "share" / "metapeft-optuna" / "prior"
 META_DATASET = Path(__file__).resolve().parents[2] / "studies" / "meta_dataset.jsonl"
 
 
@@ -24,8 +27,8 @@ def prior_path() -> Path | None:
     setting = os.environ.get(ENV_VAR, "").strip()
     if setting.lower() in {"none", "off", "0"}:
         return None
-    path = Path(setting).expanduser() if setting else REPOSITORY_PRIOR
-    return path if (path / "meta_model.json").is_file() else None
+    candidates = [Path(setting).expanduser()] if setting else [REPOSITORY_PRIOR, INSTALLED_PRIOR]
+    return next((p for p in candidates if (p / "meta_model.json").is_file()), None)
 
 
 def load_prior(search_space: PEFTSearchSpace | None = None) -> MetaPEFTSystem | None:

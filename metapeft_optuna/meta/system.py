@@ -26,7 +26,13 @@ from .features import Standardizer, context_vector
 from .hpo import MetaHyperparameterOptimizer, Proposal, default_params
 from .networks import MethodSelectionNetwork, TaskEmbeddingNetwork
 from .recommendation import MethodRecommendation, explain
-from .selection import fit_method_selector, selection_target, task_summary
+from .selection import (
+    SelectorCalibration,
+    calibrate_method_selector,
+    fit_method_selector,
+    selection_target,
+    task_summary,
+)
 from .surrogate import PEFTSurrogate, SurrogateConfig
 
 FORMAT_VERSION = 1
@@ -83,6 +89,7 @@ class MetaPEFTSystem:
         )
         self.context_scaler_: Standardizer | None = None
         self.task_summaries_: list[dict[str, Any]] = []
+        self.selector_calibration_ = SelectorCalibration()
         self.new_experiences_ = 0
 
     @property
@@ -109,11 +116,11 @@ class MetaPEFTSystem:
         mx.random.seed(self.seed)
         self.task_embedder = TaskEmbeddingNetwork(self.embedding_dim)
         self.method_selector = MethodSelectionNetwork(self.embedding_dim, len(self.methods))
-        fit_method_selector(
-            self.task_embedder,
-            self.method_selector,
-            self.context_scaler_.transform(contexts),
-            np.stack([selection_target(groups[k], self.methods) for k in keys]),
+        scaled = self.context_scaler_.transform(contexts)
+        labels = np.stack([selection_target(groups[k], self.methods) for k in keys])
+        fit_method_selector(self.task_embedder, self.method_selector, scaled, labels)
+        self.selector_calibration_ = calibrate_method_selector(
+            scaled, labels, self.embedding_dim, self.seed
         )
         return self
 
@@ -172,11 +179,12 @@ class MetaPEFTSystem:
 
     # --- prediction ------------------------------------------------------------------------
     def method_probabilities(self, context: np.ndarray) -> np.ndarray:
-        """The selector's probability for each method (uniform in a cold start)."""
+        """The selector's calibrated probability for each method (uniform in a cold start)."""
         if self.context_scaler_ is None:
             return np.full(len(self.methods), 1.0 / len(self.methods))
         x = mx.array(self.context_scaler_.transform(context[None]))
-        return np.array(self.method_selector.probabilities(self.task_embedder(x)))[0]
+        logits = np.array(self.method_selector(self.task_embedder(x)))
+        return self.selector_calibration_.apply(logits)[0]
 
     def similar_tasks(self, context: np.ndarray, k: int = 3) -> list[dict[str, Any]]:
         """The ``k`` source tasks nearest in (standardised) meta-feature space."""
@@ -319,6 +327,7 @@ class MetaPEFTSystem:
             surrogate_meta, surrogate_arrays = self.surrogate.state()
             meta["surrogate"] = surrogate_meta
             meta["context_scaler"] = self.context_scaler_.to_dict()
+            meta["selector_calibration"] = self.selector_calibration_.to_dict()
             arrays.update({f"surrogate.{k}": v for k, v in surrogate_arrays.items()})
             for name, net in (
                 ("task_embedder", self.task_embedder),
@@ -376,6 +385,10 @@ class MetaPEFTSystem:
                 meta["surrogate"], part("surrogate."), space
             )
             system.context_scaler_ = Standardizer.from_dict(meta["context_scaler"])
+            # Saved before calibration existed: the raw softmax, as it was then.
+            system.selector_calibration_ = SelectorCalibration(
+                **meta.get("selector_calibration", {})
+            )
             system.task_embedder.update(tree_unflatten(list(part("task_embedder.").items())))
             system.method_selector.update(tree_unflatten(list(part("method_selector.").items())))
         return system

@@ -61,6 +61,8 @@ class MetaPEFTSampler(BaseSampler):
         experience: More storages or JSON Lines exports to learn from (the current
             study is skipped); the meta-model is refitted on prior plus these.
         n_warm_start: Trials taken from the warm-start portfolio.
+        explore_every: After the warm start, every N-th trial is proposed by
+            ``fallback_sampler`` instead of the meta-model (None: never).
         n_candidates: Random candidates scored per proposal.
         learn_every: Update the meta-model with this study's finished trials every N
             trials (None: only the per-proposal adaptation).
@@ -90,6 +92,7 @@ class MetaPEFTSampler(BaseSampler):
         use_prior: bool = True,
         experience: Sequence[str] = (),
         n_warm_start: int = 3,
+        explore_every: int | None = 3,
         n_candidates: int = 512,
         learn_every: int | None = None,
         fallback_sampler: BaseSampler | None = None,
@@ -104,6 +107,7 @@ class MetaPEFTSampler(BaseSampler):
         self._experience = tuple(experience)
         self._system_ready = system is not None and not self._experience
         self._n_warm_start = n_warm_start
+        self._explore_every = explore_every
         self._optimizer = MetaHyperparameterOptimizer(self._space, n_candidates=n_candidates)
         self._learn_every = learn_every
         self._fallback = fallback_sampler or TPESampler(seed=seed)
@@ -244,6 +248,11 @@ class MetaPEFTSampler(BaseSampler):
             portfolio = self._portfolio(study, system, chars, info, methods, multi, rng)
             if trial.number < len(portfolio):
                 return portfolio[trial.number], "warm start"
+        if fitted and self._explores(trial.number):
+            # No PEFT parameters proposed: sample_independent hands every one to fallback.
+            nothing = np.full(3, np.nan)
+            reason = f"every {self._explore_every}th trial goes to {type(self._fallback).__name__}"
+            return Proposal({}, nothing, nothing, 0.0, reason), "interleaved exploration"
 
         surrogate, seeds = None, []
         if fitted:
@@ -283,6 +292,13 @@ class MetaPEFTSampler(BaseSampler):
             start=trial.number,
         )[0]
         return proposal, phase
+
+    def _explores(self, number: int) -> bool:
+        """Every ``explore_every``-th model-based trial is left to the fallback sampler:
+        interleaved exploration (as in SMAC), so a prior that is wrong for this task,
+        and a surrogate that sees no signal in a flat start, cannot trap the search."""
+        after = number - self._n_warm_start
+        return bool(self._explore_every) and after % self._explore_every == self._explore_every - 1
 
     def _portfolio(
         self,
