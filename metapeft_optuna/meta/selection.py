@@ -99,7 +99,7 @@ class SelectorCalibration:
     Example:
         >>> calibration = SelectorCalibration(2.0, 0.5, [0.5, 0.5])
         >>> calibration.apply(np.array([[4.0, 0.0]])).round(3).tolist()
-        [[0.689, 0.311]]
+        [[0.69, 0.31]]
     """
 
     temperature: float = 1.0
