@@ -57,6 +57,7 @@ LABELS = {
     "meta_learn_tpe": "OptunaHub meta_learn_tpe",
 }
 REFERENCE = np.full(3, 1.1)
+FLOAT_COLUMNS = ("normalised_hv", "first_accuracy", "best_known_accuracy")
 
 
 # --- normalisation and the metric -------------------------------------------------------
@@ -433,7 +434,7 @@ def merge(args: argparse.Namespace) -> None:
                         **row,
                         "seed": int(row["seed"]),
                         "trials": int(row["trials"]),
-                        **{k: float(row[k]) for k in row if "accuracy" in k or "hv" in k},
+                        **{k: float(row[k]) for k in FLOAT_COLUMNS},
                     }
                 )
         fit = Path(name.replace(".csv", "_oracle_fit.json"))

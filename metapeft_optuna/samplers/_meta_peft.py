@@ -228,17 +228,6 @@ class MetaPEFTSampler(BaseSampler):
         chars, info = self._context(study)
         context = context_vector(chars, info) if chars is not None else None
         system = self._meta_system(study)
-        trials = study.get_trials(deepcopy=False)
-        done = [t for t in trials if t.state == TrialState.COMPLETE and "method" in t.params]
-        running = [
-            t
-            for t in trials
-            if t.state == TrialState.RUNNING
-            and t._trial_id != trial._trial_id
-            and "method" in t.params
-        ]
-        params = [_peft_params(t, self._peft_names) for t in done]
-        metrics = [_metrics(study, t) for t in done]
         rng = self._trial_rng(trial)
         multi = len(study.directions) > 1
         optimizer = self._optimizer
@@ -253,6 +242,19 @@ class MetaPEFTSampler(BaseSampler):
             nothing = np.full(3, np.nan)
             reason = f"every {self._explore_every}th trial goes to {type(self._fallback).__name__}"
             return Proposal({}, nothing, nothing, 0.0, reason), "interleaved exploration"
+
+        # The study's history is read only where a proposal is modelled on it.
+        trials = study.get_trials(deepcopy=False)
+        done = [t for t in trials if t.state == TrialState.COMPLETE and "method" in t.params]
+        running = [
+            t
+            for t in trials
+            if t.state == TrialState.RUNNING
+            and t._trial_id != trial._trial_id
+            and "method" in t.params
+        ]
+        params = [_peft_params(t, self._peft_names) for t in done]
+        metrics = [_metrics(study, t) for t in done]
 
         surrogate, seeds = None, []
         if fitted:
