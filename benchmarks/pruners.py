@@ -4,8 +4,11 @@ For every task, its recorded trials are replayed in a random order as a study: a
 learning-curve point the pruner may stop the trial (its remaining steps are saved and its
 final values never exist). Reported: the fraction of training steps saved, and the
 normalised hypervolume lost (final front of the trials that finished vs all trials).
-Pruners: none, MetaPEFTPruner (all three objectives), and Optuna's MedianPruner and
-SuccessiveHalvingPruner applied to accuracy alone (their only option). Run:
+Pruners: none, MetaPEFTPruner (all three objectives), Optuna's MedianPruner and
+SuccessiveHalvingPruner applied to accuracy alone (their only option), and an online
+oracle that knows every trial's recorded final values and stops, at its first curve
+point, exactly the trials a finished trial dominates: the most any pruner could save
+without losing hypervolume in the same replay. Run:
 
     python benchmarks/pruners.py [--experience studies/meta_dataset.jsonl] [--orders 5]
 """
@@ -31,7 +34,26 @@ from optuna.trial import TrialState
 REFERENCE = np.full(3, 1.1)
 
 
-def make_pruner(name: str, experience: ExperienceBuffer | None):
+class OnlineOraclePruner(optuna.pruners.BasePruner):
+    """Knows the replayed trials' final values; prunes the ones already dominated."""
+
+    supports_multi_objective = True
+
+    def __init__(self, trials: list[PEFTExperience]):
+        self.finals = [[e.performance_metrics[o] for o in schema.OBJECTIVES] for e in trials]
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        accuracy, memory, seconds = self.finals[trial.number]
+        return any(
+            (a >= accuracy and m <= memory and s <= seconds)
+            and (a, m, s) != (accuracy, memory, seconds)
+            for a, m, s in (t.values for t in study.get_trials(states=(TrialState.COMPLETE,)))
+        )
+
+
+def make_pruner(name: str, experience: ExperienceBuffer | None, trials: list[PEFTExperience]):
+    if name == "oracle":
+        return OnlineOraclePruner(trials)
     if name == "meta":
         return MetaPEFTPruner(experience=experience)
     if name == "median":
@@ -45,8 +67,8 @@ def replay(
     trials: list[PEFTExperience], name: str, experience: ExperienceBuffer | None
 ) -> tuple[int, int, list[np.ndarray]]:
     """Steps used, steps possible and the targets of the trials that finished."""
-    pruner = make_pruner(name, experience)
-    multi = name in ("meta", "none")
+    pruner = make_pruner(name, experience, trials)
+    multi = name in ("meta", "none", "oracle")
     study = optuna.create_study(
         directions=list(schema.DIRECTIONS) if multi else ["maximize"], pruner=pruner
     )
@@ -57,6 +79,9 @@ def replay(
     for e in trials:
         total = int(e.hyperparameters["steps"])
         possible += total
+        # The recorded configuration, not a fresh sample: the pruner reads the trial's
+        # own parameters (its total steps above all).
+        study.enqueue_trial(e.hyperparameters)
         trial = study.ask({k: distributions[k] for k in e.hyperparameters})
         stopped_at = None
         for point in e.learning_curve:
@@ -105,7 +130,7 @@ def main() -> None:
         full_hv = hypervolume(normalised(targets, low, span), REFERENCE)
         for order in range(args.orders):
             shuffled = [trials[i] for i in np.random.default_rng(order).permutation(len(trials))]
-            for name in ("none", "meta", "median", "halving"):
+            for name in ("none", "meta", "median", "halving", "oracle"):
                 used, possible, finished = replay(shuffled, name, others)
                 kept = (
                     hypervolume(normalised(np.array(finished), low, span), REFERENCE)
@@ -127,6 +152,7 @@ def main() -> None:
         "meta": ("MetaPEFTPruner", "all three"),
         "median": ("MedianPruner", "accuracy"),
         "halving": ("SuccessiveHalvingPruner", "accuracy"),
+        "oracle": ("online oracle (knows the final values)", "all three"),
     }
     for name, r in results.items():
         saved = 1 - r["used"] / r["possible"] if r["possible"] else math.nan

@@ -175,9 +175,66 @@ def test_uses_past_curves_when_the_study_has_none(tmp_path):
     assert prediction is not None and prediction[0] > 0.3
 
 
+def _add_finished(study, method, trace, final, memory, seconds, warmup=0.0):
+    points = curve(trace, seconds_per_step=seconds / 30, memory=memory)
+    for point in points:
+        point["train_seconds"] += warmup
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"method": method, "steps": 30},
+            distributions=DISTRIBUTIONS,
+            values=[final, memory, seconds + warmup],
+            user_attrs={schema.TRIAL_CURVE: points},
+        )
+    )
+
+
+def test_judges_a_curve_by_runs_of_its_own_method():
+    """Prompt tuning here learns late, LoRA does not: the same first point means different
+    ends, and a late learner must not be pruned for its slow start."""
+    study = optuna.create_study(
+        directions=["maximize", "minimize", "minimize"],
+        pruner=MetaPEFTPruner(min_same_method=3),
+    )
+    for _ in range(3):
+        _add_finished(study, "lora", [0.3, 0.3, 0.3, 0.3], 0.3, 500.0, 20.0)
+        _add_finished(study, "prompt_tuning", [0.3, 0.35, 0.6, 0.9], 0.9, 500.0, 20.0)
+    _add_finished(study, "lora", [0.8, 0.85, 0.85, 0.85], 0.85, 400.0, 10.0)
+
+    def first_point(method):
+        study.enqueue_trial({"method": method, "steps": 30})
+        trial = study.ask(DISTRIBUTIONS)
+        report(trial, curve([0.3], memory=600.0)[0])
+        return trial
+
+    assert should_prune(first_point("lora"))
+    assert not should_prune(first_point("prompt_tuning"))
+
+
+def test_first_point_time_is_scaled_like_comparable_runs():
+    """The first curve point also paid for compilation: extrapolating it linearly would
+    overestimate the time; the finished runs show by how much."""
+    study = optuna.create_study(
+        directions=["maximize", "minimize", "minimize"], pruner=MetaPEFTPruner()
+    )
+    for _ in range(3):
+        _add_finished(study, "lora", [0.5] * 4, 0.5, 500.0, 30.0, warmup=10.0)
+    trial = study.ask(DISTRIBUTIONS | {"steps": IntDistribution(30, 30)})
+    point = curve([0.5], seconds_per_step=2.0)[0]  # 16 s of steps at step 8
+    point["train_seconds"] += 10.0
+    report(trial, point)
+    frozen = study._storage.get_trial(trial._trial_id)
+    _, seconds = study.pruner.predict_cost(study, frozen)
+    # Finished runs went from 18 s at step 8 to 40 s at the end: x 2.22, so 26 s -> 57.8 s
+    # (a linear extrapolation would say 97.5 s).
+    assert seconds == pytest.approx(26.0 * 40.0 / 18.0, rel=1e-3)
+
+
 def test_metric_interpolation_and_bad_threshold():
     points = curve([0.2, 0.4, 0.6, 0.8])  # at steps 8, 15, 22, 30 of 30
     assert metric_at(points, 30, 15 / 30) == pytest.approx(0.4)
     assert metric_at(points, 30, 18.5 / 30) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="threshold=1.5"):
         MetaPEFTPruner(threshold=1.5)
+    with pytest.raises(ValueError, match="noise_floor=0"):
+        MetaPEFTPruner(noise_floor=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,44 +24,93 @@ def _total_steps(trial: FrozenTrial) -> int | None:
     return int(steps) if steps else None
 
 
-def metric_at(curve: Sequence[dict[str, Any]], total: int, fraction: float) -> float | None:
-    """A curve's validation metric at ``fraction`` of training (linear interpolation)."""
-    points = sorted(
-        (p["step"] / total, p["val_metric"]) for p in curve if p.get("val_metric") is not None
-    )
+def _interpolate(
+    curve: Sequence[dict[str, Any]], total: int, fraction: float, key: str
+) -> float | None:
+    points = sorted((p["step"] / total, p[key]) for p in curve if p.get(key) is not None)
     if not points:
         return None
     xs, ys = zip(*points)
     return float(np.interp(fraction, xs, ys))
 
 
+def metric_at(curve: Sequence[dict[str, Any]], total: int, fraction: float) -> float | None:
+    """A curve's validation metric at ``fraction`` of training (linear interpolation)."""
+    return _interpolate(curve, total, fraction, "val_metric")
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """A finished run whose curve shows how curves go on: curve, steps, method, finals."""
+
+    curve: Sequence[dict[str, Any]]
+    total: int
+    method: str | None
+    accuracy: float
+    seconds: float | None
+
+
+@dataclass(frozen=True)
+class PredictedOutcome:
+    """A running trial's predicted final objectives.
+
+    The final accuracy is a mixture: one Gaussian of width ``noise`` around each of
+    ``accuracies`` (the current metric plus the gain a comparable curve made from the same
+    fraction of training to its end). A mixture, not one Gaussian, because curves jump:
+    a prompt-tuning run at 0.4 that ends at 0.94 is rare but real, and a Gaussian fitted
+    to all gains calls it impossible. Log training time is Gaussian.
+
+    Example:
+        >>> outcome = PredictedOutcome(np.array([0.5, 0.7]), 0.05, 600.0, math.log(30), 0.1)
+        >>> round(outcome.probability_accuracy_at_most(0.6), 2)
+        0.5
+    """
+
+    accuracies: np.ndarray
+    noise: float
+    memory: float | None
+    log_seconds: float | None
+    log_seconds_std: float
+
+    def probability_accuracy_at_most(self, value: float) -> float:
+        return float(np.mean(ndtr((value - self.accuracies) / self.noise)))
+
+    def probability_at_least_as_slow(self, seconds: float) -> float:
+        if self.log_seconds is None:
+            return 1.0
+        return float(ndtr((self.log_seconds - math.log(seconds)) / self.log_seconds_std))
+
+
 class MetaPEFTPruner(BasePruner):
     """Predicts a trial's final (accuracy, memory, time) from its partial learning curve
-    and prunes it when that outcome is dominated by the current Pareto front with high
-    probability.
+    and prunes it when some finished trial probably dominates that outcome.
 
-    Final accuracy is the current validation metric plus the gain that comparable
-    curves showed from the same fraction of training to their end: this study's
-    finished trials first, then (when given) experience from similar past tasks. Its
-    uncertainty is the spread of those gains (at least ``noise_floor``). Training time is
-    extrapolated from the elapsed time; peak memory is reached in the first steps, so
-    the peak so far (or the sampler's prediction) stands for it. The trial is pruned
-    when the probability that a finished trial at least as cheap is at least as accurate
-    exceeds ``threshold``.
+    Final accuracy: the current validation metric plus the gains that comparable curves
+    made from the same fraction of training to their end (this study's finished trials
+    and, when given, past experience: the same task's if there is any), taken from runs
+    of the same PEFT method once there are ``min_same_method`` of them, since methods
+    learn at different paces. Training time: from the rate between the last two curve
+    points; with one point, the first steps also pay for compilation, so the time is
+    scaled by how comparable runs went on from the same fraction. Peak memory is reached
+    in the first steps, so the peak so far (or the sampler's prediction) stands for it.
+    The trial is pruned when, for some finished trial at most as heavy, the probability
+    that it is at least as accurate and as fast exceeds ``threshold``.
 
     In single-objective studies it behaves as a normal pruner (through
-    ``trial.report``/``trial.should_prune``): it prunes when the predicted final value
-    is worse than the best finished trial with probability above ``threshold``. In
-    multi-objective studies report with :func:`metapeft_optuna.pruners.report` and ask
-    with :func:`metapeft_optuna.pruners.should_prune` (``PEFTObjective`` does both).
+    ``trial.report``/``trial.should_prune``): it prunes when the final value is worse than
+    the best finished trial's with probability above ``threshold``. In multi-objective
+    studies report with :func:`metapeft_optuna.pruners.report` and ask with
+    :func:`metapeft_optuna.pruners.should_prune` (``PEFTObjective`` does both).
 
     Args:
         threshold: Probability of being dominated above which a trial is pruned.
         n_startup_trials: Never prune before this many trials finished.
         n_warmup_points: Never prune a trial before this many curve points.
-        experience: Past curves (an :class:`ExperienceBuffer`) used when the study has
-            few finished trials of its own.
-        noise_floor: Minimum standard deviation of the predicted final accuracy.
+        experience: Past curves (an :class:`ExperienceBuffer`) that show how curves go on.
+        noise_floor: Width of the Gaussian around each predicted final accuracy (the
+            evaluation noise of a few dozen examples).
+        min_same_method: Comparable curves of the trial's own method needed before the
+            others are left out.
 
     Example:
         >>> import optuna
@@ -74,77 +124,143 @@ class MetaPEFTPruner(BasePruner):
     def __init__(
         self,
         *,
-        threshold: float = 0.9,
+        threshold: float = 0.8,
         n_startup_trials: int = 3,
         n_warmup_points: int = 1,
         experience: ExperienceBuffer | None = None,
         noise_floor: float = 0.05,
+        min_same_method: int = 10,
     ):
         if not 0 < threshold < 1:
             raise ValueError(f"threshold={threshold} must be in (0, 1).")
+        if noise_floor <= 0:
+            raise ValueError(f"noise_floor={noise_floor} must be positive.")
         self.threshold = threshold
         self.n_startup_trials = n_startup_trials
         self.n_warmup_points = n_warmup_points
         self.experience = experience
         self.noise_floor = noise_floor
+        self.min_same_method = min_same_method
 
-    # --- prediction -----------------------------------------------------------------------
-    def _reference_curves(
-        self, study: Study, trial: FrozenTrial
-    ) -> list[tuple[Sequence[dict[str, Any]], int, float]]:
-        """``(curve, total steps, final accuracy)`` of finished comparable runs."""
+    # --- references ---------------------------------------------------------------------------
+    def _study_references(self, study: Study) -> list[_Reference]:
         references = []
         for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             curve = other.user_attrs.get(schema.TRIAL_CURVE)
             total = _total_steps(other)
             if curve and total and other.values:
-                references.append((curve, total, other.values[0]))
-        if self.experience is not None and len(references) < 5:
-            task = study.user_attrs.get(schema.STUDY_TASK, {}).get("name")
-            for e in self._experience_for(task):
-                total = e.hyperparameters.get("steps")
-                if e.learning_curve and total:
-                    references.append((e.learning_curve, int(total), e.accuracy))
+                seconds = other.values[2] if len(other.values) == 3 else None
+                references.append(
+                    _Reference(curve, total, other.params.get("method"), other.values[0], seconds)
+                )
         return references
+
+    def _experience_references(self, study: Study) -> list[_Reference]:
+        if self.experience is None:
+            return []
+        task = study.user_attrs.get(schema.STUDY_TASK, {}).get("name")
+        return [
+            _Reference(
+                e.learning_curve,
+                int(e.hyperparameters["steps"]),
+                e.method_used.value,
+                e.accuracy,
+                e.performance_metrics.get("train_seconds"),
+            )
+            for e in self._experience_for(task)
+            if e.learning_curve and e.hyperparameters.get("steps")
+        ]
 
     def _experience_for(self, task: str | None) -> list[PEFTExperience]:
         complete = self.experience.complete()
         same = [e for e in complete if e.task_name == task]
         return same or complete
 
+    # --- prediction -----------------------------------------------------------------------
+    def _final_accuracies(self, study: Study, trial: FrozenTrial) -> np.ndarray | None:
+        curve = trial.user_attrs.get(schema.TRIAL_CURVE)
+        total = _total_steps(trial)
+        if not curve or not total or curve[-1].get("val_metric") is None:
+            return None
+        fraction = curve[-1]["step"] / total
+        references = self._study_references(study) + self._experience_references(study)
+        gains, same = [], []
+        for ref in references:
+            at = metric_at(ref.curve, ref.total, fraction)
+            if at is not None:
+                gains.append(ref.accuracy - at)
+                if ref.method == trial.params.get("method"):
+                    same.append(ref.accuracy - at)
+        if not gains:
+            return None
+        chosen = same if len(same) >= self.min_same_method else gains
+        return curve[-1]["val_metric"] + np.array(chosen)
+
     def predict_final_accuracy(
         self, study: Study, trial: FrozenTrial
     ) -> tuple[float, float] | None:
         """Mean and standard deviation of the trial's final accuracy, or None."""
-        curve = trial.user_attrs.get(schema.TRIAL_CURVE)
+        finals = self._final_accuracies(study, trial)
+        if finals is None:
+            return None
+        return float(finals.mean()), math.sqrt(float(finals.var()) + self.noise_floor**2)
+
+    def predict_log_seconds(self, study: Study, trial: FrozenTrial) -> tuple[float, float] | None:
+        """Mean and standard deviation of the log of the trial's final training time."""
+        curve = [p for p in trial.user_attrs.get(schema.TRIAL_CURVE) or [] if p.get("step")]
+        timed = [p for p in curve if p.get("train_seconds") is not None]
         total = _total_steps(trial)
-        if not curve or not total:
+        if not timed or not total:
             return None
-        fraction = curve[-1]["step"] / total
-        current = curve[-1]["val_metric"]
-        gains = []
-        for ref_curve, ref_total, final in self._reference_curves(study, trial):
-            at = metric_at(ref_curve, ref_total, fraction)
-            if at is not None:
-                gains.append(final - at)
-        if not gains:
-            return None
-        gains = np.array(gains)
-        std = math.sqrt(gains.var() + self.noise_floor**2)
-        return float(current + gains.mean()), std
+        last = timed[-1]
+        if len(timed) >= 2:
+            # Past the first point the step time is steady (measured: log error sd 0.05).
+            previous = timed[-2]
+            rate = (last["train_seconds"] - previous["train_seconds"]) / (
+                last["step"] - previous["step"]
+            )
+            return math.log(last["train_seconds"] + rate * (total - last["step"])), 0.05
+        fraction = last["step"] / total
+        references = self._study_references(study)
+        if len(references) < 5:
+            references += self._experience_references(study)
+        ratios = []
+        for ref in references:
+            at = _interpolate(ref.curve, ref.total, fraction, "train_seconds")
+            if at and ref.seconds:
+                ratios.append(math.log(ref.seconds / at))
+        base = math.log(last["train_seconds"])
+        if len(ratios) < 3:
+            return base - math.log(fraction), 0.3
+        return base + float(np.median(ratios)), float(np.std(ratios)) + 0.02
 
     @staticmethod
-    def predict_cost(study: Study, trial: FrozenTrial) -> tuple[float | None, float | None]:
-        """Predicted (peak memory MB, training seconds) at the end of the trial."""
+    def predict_memory(trial: FrozenTrial) -> float | None:
+        """Peak memory (MB): the peak so far, or the sampler's prediction."""
         curve = trial.user_attrs.get(schema.TRIAL_CURVE) or []
-        total = _total_steps(trial)
         memory = curve[-1].get("peak_memory_mb") if curve else None
         if memory is None:
             memory = (trial.user_attrs.get(schema.TRIAL_PREDICTION) or {}).get("peak_memory_mb")
-        seconds = None
-        if curve and total and curve[-1].get("train_seconds") is not None:
-            seconds = curve[-1]["train_seconds"] * total / curve[-1]["step"]
-        return memory, seconds
+        return memory
+
+    def predict_cost(self, study: Study, trial: FrozenTrial) -> tuple[float | None, float | None]:
+        """Predicted (peak memory MB, training seconds) at the end of the trial."""
+        log_seconds = self.predict_log_seconds(study, trial)
+        return self.predict_memory(trial), math.exp(log_seconds[0]) if log_seconds else None
+
+    def predict_outcome(self, study: Study, trial: FrozenTrial) -> PredictedOutcome | None:
+        """The trial's predicted final objectives, or None if its curve says nothing yet."""
+        finals = self._final_accuracies(study, trial)
+        if finals is None:
+            return None
+        log_seconds = self.predict_log_seconds(study, trial)
+        return PredictedOutcome(
+            finals,
+            self.noise_floor,
+            self.predict_memory(trial),
+            log_seconds[0] if log_seconds else None,
+            log_seconds[1] if log_seconds else 1.0,
+        )
 
     # --- decision ----------------------------------------------------------------------------
     def prune(self, study: Study, trial: FrozenTrial) -> bool:
@@ -154,39 +270,32 @@ class MetaPEFTPruner(BasePruner):
         finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if len(finished) < self.n_startup_trials:
             return False
-        prediction = self.predict_final_accuracy(study, trial)
-        if prediction is None:
+        outcome = self.predict_outcome(study, trial)
+        if outcome is None:
             return False
-        mean, std = prediction
         if len(study.directions) == 1:
             values = [t.value for t in finished if t.value is not None]
             if study.direction == StudyDirection.MAXIMIZE:
-                probability_worse = ndtr((max(values) - mean) / std)
+                probability_worse = outcome.probability_accuracy_at_most(max(values))
             else:
-                probability_worse = ndtr((mean - min(values)) / std)
-            return bool(probability_worse > self.threshold)
-        return bool(self.probability_dominated(study, trial, mean, std, finished) > self.threshold)
+                probability_worse = 1 - outcome.probability_accuracy_at_most(min(values))
+            return probability_worse > self.threshold
+        return self.probability_dominated(outcome, finished) > self.threshold
 
-    def probability_dominated(
-        self,
-        study: Study,
-        trial: FrozenTrial,
-        mean: float,
-        std: float,
-        finished: Sequence[FrozenTrial],
-    ) -> float:
-        """P(some finished trial is at least as accurate, as light and as fast)."""
-        memory, seconds = self.predict_cost(study, trial)
-        rivals = []
+    @staticmethod
+    def probability_dominated(outcome: PredictedOutcome, finished: Sequence[FrozenTrial]) -> float:
+        """The largest probability, over finished trials at most as heavy, that one is at
+        least as accurate and as fast as the predicted outcome (a lower bound on the
+        probability that some finished trial dominates it)."""
+        largest = 0.0
         for other in finished:
             if not other.values or len(other.values) != len(schema.OBJECTIVES):
                 continue
-            accuracy, other_memory, other_seconds = other.values
-            if memory is not None and other_memory > memory:
+            accuracy, memory, seconds = other.values
+            if outcome.memory is not None and memory > outcome.memory:
                 continue
-            if seconds is not None and other_seconds > seconds:
-                continue
-            rivals.append(accuracy)
-        if not rivals:
-            return 0.0
-        return float(ndtr((max(rivals) - mean) / std))
+            probability = outcome.probability_accuracy_at_most(
+                accuracy
+            ) * outcome.probability_at_least_as_slow(seconds)
+            largest = max(largest, probability)
+        return largest
