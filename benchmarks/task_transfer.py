@@ -1,0 +1,88 @@
+"""How much does one task's accuracy landscape say about another's? A ceiling for transfer.
+
+For every source task a random forest is fitted to its own trials (configuration ->
+accuracy); it then ranks every other task's trials. Printed: the matrix of Spearman
+correlations (row: the task whose forest predicts, column: the task predicted), each
+target's mean over sources, and, for each target, the Spearman of two zero-shot
+ensembles of the other tasks' forests: uniform weights (what a task-agnostic model can
+do) and weights from meta-feature similarity, exp(-(d / bandwidth)^2) with d the distance
+between standardised task context vectors (what knowing the task can add). If the
+similarity-weighted ensemble does not beat the uniform one, no task-aware surrogate can be
+expected to beat a task-agnostic one on this experience. Run:
+
+    python benchmarks/task_transfer.py [--experience studies/meta_dataset.jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import metapeft_optuna  # noqa: F401
+from metapeft_optuna.meta import ExperienceBuffer
+from metapeft_optuna.meta.features import experience_arrays
+from metapeft_optuna.training import PEFTSearchSpace
+
+import numpy as np
+from scipy.stats import spearmanr
+from sklearn.ensemble import RandomForestRegressor
+
+
+def rho(predicted: np.ndarray, actual: np.ndarray) -> float:
+    return float(spearmanr(predicted, actual).correlation)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experience", nargs="+", default=["studies/meta_dataset.jsonl"])
+    parser.add_argument("--bandwidths", type=float, nargs="+", default=[2.0, 5.0])
+    args = parser.parse_args()
+    space = PEFTSearchSpace()
+    groups = ExperienceBuffer.from_storages(args.experience).by_task()
+    data = {}
+    for _, experiences in sorted(groups.items()):
+        contexts, configs, targets = experience_arrays(experiences, space)
+        if np.ptp(targets[:, 0]) > 0:  # a task whose accuracy never varies ranks nothing
+            data[experiences[0].task_name] = (contexts[0], configs, targets[:, 0])
+    names = list(data)
+    forests = {
+        name: RandomForestRegressor(200, min_samples_leaf=2, random_state=0).fit(x, y)
+        for name, (_, x, y) in data.items()
+    }
+    contexts = np.stack([data[n][0] for n in names])
+    scale = contexts.std(axis=0) + 1e-9
+    matrix = np.full((len(names), len(names)), np.nan)
+    print(f"{len(names)} tasks whose accuracy varies\n")
+    rows = []
+    for j, target in enumerate(names):
+        _, x, y = data[target]
+        sources = [i for i in range(len(names)) if i != j]
+        predictions = np.stack([forests[names[i]].predict(x) for i in sources])
+        matrix[sources, j] = [rho(p, y) for p in predictions]
+        distance = np.linalg.norm((contexts[sources] - contexts[j]) / scale, axis=1)
+        row = [rho(predictions.mean(axis=0), y)]
+        for bandwidth in args.bandwidths:
+            weights = np.exp(-((distance / bandwidth) ** 2)) + 1e-12
+            row.append(rho(weights @ predictions / weights.sum(), y))
+        rows.append(row)
+    print(
+        "| target | mean over sources | uniform ensemble | "
+        + " | ".join(f"similarity-weighted (bandwidth {b:g})" for b in args.bandwidths)
+        + " |"
+    )
+    print("|---|---:|---:|" + "---:|" * len(args.bandwidths))
+    for j, target in enumerate(names):
+        cells = " | ".join(f"{v:.3f}" for v in rows[j])
+        print(f"| {target} | {np.nanmean(matrix[:, j]):.3f} | {cells} |")
+    means = np.nanmean(np.array(rows), axis=0)
+    print(
+        f"| **mean** | {np.nanmean(matrix):.3f} | "
+        + " | ".join(f"**{v:.3f}**" for v in means)
+        + " |"
+    )
+    np.set_printoptions(precision=2, suppress=True, linewidth=160)
+    print("\nSpearman, row's forest ranking column's trials:", *names, sep="\n  ")
+    print(matrix)
+
+
+if __name__ == "__main__":
+    main()
