@@ -170,7 +170,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
         f"examples, ~{chars.sequence_length} tokens each"
     )
     sampler = make_sampler(args.sampler, objective, args.seed, not args.no_prior)
-    pruner = MetaPEFTPruner() if args.pruner == "meta" else optuna.pruners.NopPruner()
+    pruner = (
+        MetaPEFTPruner(use_prior=not args.no_prior)
+        if args.pruner == "meta"
+        else optuna.pruners.NopPruner()
+    )
     study_name = args.study_name or f"{task.name}-{objective.model_name}-{args.sampler}"
     study = optuna.create_study(
         study_name=study_name,
@@ -307,7 +311,11 @@ def _add_tune_options(parser: argparse.ArgumentParser, *, main: bool) -> None:
     parser.add_argument("--memory-limit-mb", type=float)
     parser.add_argument("--adapters-dir", help="save every trial's adapter under this folder")
     parser.add_argument("--plot", help="Pareto plot PNG (default: studies/<study>-pareto.png)")
-    parser.add_argument("--no-prior", action="store_true", help="start the meta sampler cold")
+    parser.add_argument(
+        "--no-prior",
+        action="store_true",
+        help="start the meta sampler cold; prune on this study's curves alone",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -37,7 +37,7 @@ def curve(values, total=30, seconds_per_step=1.0, memory=600.0, points=4):
 
 
 def finished_study(directions=("maximize", "minimize", "minimize")):
-    study = optuna.create_study(directions=list(directions), pruner=MetaPEFTPruner())
+    study = optuna.create_study(directions=list(directions), pruner=MetaPEFTPruner(use_prior=False))
     for final, memory, seconds, trace in [
         (0.90, 600.0, 30.0, [0.6, 0.75, 0.85, 0.88]),
         (0.85, 550.0, 20.0, [0.55, 0.7, 0.8, 0.84]),
@@ -84,7 +84,8 @@ def test_keeps_a_trial_that_could_reach_the_front():
 
 def test_waits_for_startup_trials_and_curve_points():
     study = optuna.create_study(
-        directions=["maximize", "minimize", "minimize"], pruner=MetaPEFTPruner(n_startup_trials=3)
+        directions=["maximize", "minimize", "minimize"],
+        pruner=MetaPEFTPruner(n_startup_trials=3, use_prior=False),
     )
     assert not should_prune(running_trial(study, [0.1]))
     study = finished_study()
@@ -150,7 +151,7 @@ def test_never_raises_in_multi_objective_studies_and_pruned_trials_stay_experien
     assert all(t.state == TrialState.COMPLETE for t in other.trials)
 
 
-def test_uses_past_curves_when_the_study_has_none(tmp_path):
+def _past_task_study():
     buffer_study = finished_study()
     buffer_study.set_user_attr(
         schema.STUDY_TASK,
@@ -167,12 +168,34 @@ def test_uses_past_curves_when_the_study_has_none(tmp_path):
         },
     )
     buffer_study.set_user_attr(schema.STUDY_MODEL, {"name": "m"})
-    experience = ExperienceBuffer.from_storages([buffer_study._storage])
-    pruner = MetaPEFTPruner(n_startup_trials=0, experience=experience)
+    return ExperienceBuffer.from_storages([buffer_study._storage])
+
+
+def _first_point_prediction(pruner):
     study = optuna.create_study(direction="maximize", pruner=pruner)
     trial = running_trial(study, [0.3])
-    prediction = pruner.predict_final_accuracy(study, study._storage.get_trial(trial._trial_id))
+    return pruner.predict_final_accuracy(study, study._storage.get_trial(trial._trial_id))
+
+
+def test_uses_past_curves_when_the_study_has_none():
+    prediction = _first_point_prediction(
+        MetaPEFTPruner(n_startup_trials=0, experience=_past_task_study())
+    )
     assert prediction is not None and prediction[0] > 0.3
+
+
+def test_default_past_curves_are_the_shipped_priors(tmp_path, monkeypatch):
+    (tmp_path / "meta_model.json").write_text("{}")
+    _past_task_study().export_jsonl(tmp_path / "experience.jsonl")
+    monkeypatch.setenv("METAPEFT_PRIOR", str(tmp_path))
+    pruner = MetaPEFTPruner(n_startup_trials=0)
+    prediction = _first_point_prediction(pruner)
+    assert prediction is not None and prediction[0] > 0.3
+    assert len(pruner.experience) == 3
+    monkeypatch.setenv("METAPEFT_PRIOR", "none")
+    assert _first_point_prediction(MetaPEFTPruner(n_startup_trials=0)) is None
+    monkeypatch.setenv("METAPEFT_PRIOR", str(tmp_path))
+    assert _first_point_prediction(MetaPEFTPruner(n_startup_trials=0, use_prior=False)) is None
 
 
 def _add_finished(study, method, trace, final, memory, seconds, warmup=0.0):
@@ -194,7 +217,7 @@ def test_judges_a_curve_by_runs_of_its_own_method():
     ends, and a late learner must not be pruned for its slow start."""
     study = optuna.create_study(
         directions=["maximize", "minimize", "minimize"],
-        pruner=MetaPEFTPruner(min_same_method=3),
+        pruner=MetaPEFTPruner(min_same_method=3, use_prior=False),
     )
     for _ in range(3):
         _add_finished(study, "lora", [0.3, 0.3, 0.3, 0.3], 0.3, 500.0, 20.0)
@@ -215,7 +238,7 @@ def test_first_point_time_is_scaled_like_comparable_runs():
     """The first curve point also paid for compilation: extrapolating it linearly would
     overestimate the time; the finished runs show by how much."""
     study = optuna.create_study(
-        directions=["maximize", "minimize", "minimize"], pruner=MetaPEFTPruner()
+        directions=["maximize", "minimize", "minimize"], pruner=MetaPEFTPruner(use_prior=False)
     )
     for _ in range(3):
         _add_finished(study, "lora", [0.5] * 4, 0.5, 500.0, 30.0, warmup=10.0)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from ..errors import MetaLearningError
 from ..training.search_space import PEFTSearchSpace
-from .system import MetaPEFTSystem
+from .experience import ExperienceBuffer
+from .system import EXPERIENCE_FILE, MetaPEFTSystem
 
 ENV_VAR = "METAPEFT_PRIOR"
 REPOSITORY_PRIOR = Path(__file__).resolve().parents[2] / "studies" / "prior"
@@ -42,3 +43,12 @@ def load_prior(search_space: PEFTSearchSpace | None = None) -> MetaPEFTSystem | 
     except MetaLearningError as exc:
         warnings.warn(f"the shipped prior is not used: {exc}", stacklevel=2)
         return None
+
+
+def prior_experience() -> ExperienceBuffer | None:
+    """The experience the default prior was trained on (learning curves included), or
+    None when there is no prior."""
+    path = prior_path()
+    if path is None or not (path / EXPERIENCE_FILE).is_file():
+        return None
+    return ExperienceBuffer.from_storages([str(path / EXPERIENCE_FILE)])

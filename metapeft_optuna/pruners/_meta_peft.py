@@ -15,6 +15,7 @@ from scipy.special import ndtr
 
 from .. import schema
 from ..meta.experience import ExperienceBuffer, PEFTExperience
+from ..meta.prior import prior_experience
 
 
 def _total_steps(trial: FrozenTrial) -> int | None:
@@ -107,6 +108,8 @@ class MetaPEFTPruner(BasePruner):
         n_startup_trials: Never prune before this many trials finished.
         n_warmup_points: Never prune a trial before this many curve points.
         experience: Past curves (an :class:`ExperienceBuffer`) that show how curves go on.
+        use_prior: Without ``experience``, use the curves the shipped prior was trained
+            on (loaded at the first decision).
         noise_floor: Width of the Gaussian around each predicted final accuracy (the
             evaluation noise of a few dozen examples).
         min_same_method: Comparable curves of the trial's own method needed before the
@@ -128,6 +131,7 @@ class MetaPEFTPruner(BasePruner):
         n_startup_trials: int = 3,
         n_warmup_points: int = 1,
         experience: ExperienceBuffer | None = None,
+        use_prior: bool = True,
         noise_floor: float = 0.05,
         min_same_method: int = 10,
     ):
@@ -139,6 +143,7 @@ class MetaPEFTPruner(BasePruner):
         self.n_startup_trials = n_startup_trials
         self.n_warmup_points = n_warmup_points
         self.experience = experience
+        self.use_prior = use_prior
         self.noise_floor = noise_floor
         self.min_same_method = min_same_method
 
@@ -156,6 +161,8 @@ class MetaPEFTPruner(BasePruner):
         return references
 
     def _experience_references(self, study: Study) -> list[_Reference]:
+        if self.experience is None and self.use_prior:
+            self.experience = prior_experience() or ExperienceBuffer()
         if self.experience is None:
             return []
         task = study.user_attrs.get(schema.STUDY_TASK, {}).get("name")
