@@ -47,7 +47,9 @@ class OnlineOraclePruner(optuna.pruners.BasePruner):
         return any(
             (a >= accuracy and m <= memory and s <= seconds)
             and (a, m, s) != (accuracy, memory, seconds)
-            for a, m, s in (t.values for t in study.get_trials(states=(TrialState.COMPLETE,)))
+            for a, m, s in (
+                t.values for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            )
         )
 
 

@@ -146,37 +146,51 @@ class MetaPEFTPruner(BasePruner):
         self.use_prior = use_prior
         self.noise_floor = noise_floor
         self.min_same_method = min_same_method
+        self._past_cache: tuple[Any, list[_Reference]] = (None, [])
 
     # --- references ---------------------------------------------------------------------------
-    def _study_references(self, study: Study) -> list[_Reference]:
-        references = []
-        for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            curve = other.user_attrs.get(schema.TRIAL_CURVE)
-            total = _total_steps(other)
-            if curve and total and other.values:
-                seconds = other.values[2] if len(other.values) == 3 else None
-                references.append(
-                    _Reference(curve, total, other.params.get("method"), other.values[0], seconds)
-                )
-        return references
+    def _references(
+        self, study: Study, finished: Sequence[FrozenTrial] | None = None
+    ) -> tuple[list[_Reference], list[_Reference]]:
+        """``(this study's finished runs, past runs)``, read once per decision."""
+        if finished is None:
+            finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        own = [
+            _Reference(
+                curve,
+                total,
+                other.params.get("method"),
+                other.values[0],
+                other.values[2] if len(other.values) == 3 else None,
+            )
+            for other in finished
+            if (curve := other.user_attrs.get(schema.TRIAL_CURVE))
+            and (total := _total_steps(other))
+            and other.values
+        ]
+        return own, self._past_references(study.user_attrs.get(schema.STUDY_TASK, {}).get("name"))
 
-    def _experience_references(self, study: Study) -> list[_Reference]:
+    def _past_references(self, task: str | None) -> list[_Reference]:
         if self.experience is None and self.use_prior:
             self.experience = prior_experience() or ExperienceBuffer()
         if self.experience is None:
             return []
-        task = study.user_attrs.get(schema.STUDY_TASK, {}).get("name")
-        return [
-            _Reference(
-                e.learning_curve,
-                int(e.hyperparameters["steps"]),
-                e.method_used.value,
-                e.accuracy,
-                e.performance_metrics.get("train_seconds"),
-            )
-            for e in self._experience_for(task)
-            if e.learning_curve and e.hyperparameters.get("steps")
-        ]
+        # The experience rarely changes while a study runs: build its references once.
+        key = (id(self.experience), task, len(self.experience))
+        if self._past_cache[0] != key:
+            references = [
+                _Reference(
+                    e.learning_curve,
+                    int(e.hyperparameters["steps"]),
+                    e.method_used.value,
+                    e.accuracy,
+                    e.performance_metrics.get("train_seconds"),
+                )
+                for e in self._experience_for(task)
+                if e.learning_curve and e.hyperparameters.get("steps")
+            ]
+            self._past_cache = (key, references)
+        return self._past_cache[1]
 
     def _experience_for(self, task: str | None) -> list[PEFTExperience]:
         complete = self.experience.complete()
@@ -184,15 +198,16 @@ class MetaPEFTPruner(BasePruner):
         return same or complete
 
     # --- prediction -----------------------------------------------------------------------
-    def _final_accuracies(self, study: Study, trial: FrozenTrial) -> np.ndarray | None:
+    def _final_accuracies(
+        self, trial: FrozenTrial, own: list[_Reference], past: list[_Reference]
+    ) -> np.ndarray | None:
         curve = trial.user_attrs.get(schema.TRIAL_CURVE)
         total = _total_steps(trial)
         if not curve or not total or curve[-1].get("val_metric") is None:
             return None
         fraction = curve[-1]["step"] / total
-        references = self._study_references(study) + self._experience_references(study)
         gains, same = [], []
-        for ref in references:
+        for ref in own + past:
             at = metric_at(ref.curve, ref.total, fraction)
             if at is not None:
                 gains.append(ref.accuracy - at)
@@ -203,17 +218,9 @@ class MetaPEFTPruner(BasePruner):
         chosen = same if len(same) >= self.min_same_method else gains
         return curve[-1]["val_metric"] + np.array(chosen)
 
-    def predict_final_accuracy(
-        self, study: Study, trial: FrozenTrial
+    def _log_seconds(
+        self, trial: FrozenTrial, own: list[_Reference], past: list[_Reference]
     ) -> tuple[float, float] | None:
-        """Mean and standard deviation of the trial's final accuracy, or None."""
-        finals = self._final_accuracies(study, trial)
-        if finals is None:
-            return None
-        return float(finals.mean()), math.sqrt(float(finals.var()) + self.noise_floor**2)
-
-    def predict_log_seconds(self, study: Study, trial: FrozenTrial) -> tuple[float, float] | None:
-        """Mean and standard deviation of the log of the trial's final training time."""
         curve = [p for p in trial.user_attrs.get(schema.TRIAL_CURVE) or [] if p.get("step")]
         timed = [p for p in curve if p.get("train_seconds") is not None]
         total = _total_steps(trial)
@@ -228,11 +235,9 @@ class MetaPEFTPruner(BasePruner):
             )
             return math.log(last["train_seconds"] + rate * (total - last["step"])), 0.05
         fraction = last["step"] / total
-        references = self._study_references(study)
-        if len(references) < 5:
-            references += self._experience_references(study)
         ratios = []
-        for ref in references:
+        # Times are this machine's: past runs only stand in while the study has few.
+        for ref in own if len(own) >= 5 else own + past:
             at = _interpolate(ref.curve, ref.total, fraction, "train_seconds")
             if at and ref.seconds:
                 ratios.append(math.log(ref.seconds / at))
@@ -240,6 +245,19 @@ class MetaPEFTPruner(BasePruner):
         if len(ratios) < 3:
             return base - math.log(fraction), 0.3
         return base + float(np.median(ratios)), float(np.std(ratios)) + 0.02
+
+    def predict_final_accuracy(
+        self, study: Study, trial: FrozenTrial
+    ) -> tuple[float, float] | None:
+        """Mean and standard deviation of the trial's final accuracy, or None."""
+        finals = self._final_accuracies(trial, *self._references(study))
+        if finals is None:
+            return None
+        return float(finals.mean()), math.sqrt(float(finals.var()) + self.noise_floor**2)
+
+    def predict_log_seconds(self, study: Study, trial: FrozenTrial) -> tuple[float, float] | None:
+        """Mean and standard deviation of the log of the trial's final training time."""
+        return self._log_seconds(trial, *self._references(study))
 
     @staticmethod
     def predict_memory(trial: FrozenTrial) -> float | None:
@@ -255,12 +273,18 @@ class MetaPEFTPruner(BasePruner):
         log_seconds = self.predict_log_seconds(study, trial)
         return self.predict_memory(trial), math.exp(log_seconds[0]) if log_seconds else None
 
-    def predict_outcome(self, study: Study, trial: FrozenTrial) -> PredictedOutcome | None:
-        """The trial's predicted final objectives, or None if its curve says nothing yet."""
-        finals = self._final_accuracies(study, trial)
+    def predict_outcome(
+        self, study: Study, trial: FrozenTrial, finished: Sequence[FrozenTrial] | None = None
+    ) -> PredictedOutcome | None:
+        """The trial's predicted final objectives, or None if its curve says nothing yet.
+
+        ``finished``: the study's complete trials, when the caller has read them already.
+        """
+        own, past = self._references(study, finished)
+        finals = self._final_accuracies(trial, own, past)
         if finals is None:
             return None
-        log_seconds = self.predict_log_seconds(study, trial)
+        log_seconds = self._log_seconds(trial, own, past)
         return PredictedOutcome(
             finals,
             self.noise_floor,
@@ -277,7 +301,7 @@ class MetaPEFTPruner(BasePruner):
         finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if len(finished) < self.n_startup_trials:
             return False
-        outcome = self.predict_outcome(study, trial)
+        outcome = self.predict_outcome(study, trial, finished)
         if outcome is None:
             return False
         if len(study.directions) == 1:
