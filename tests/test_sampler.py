@@ -144,14 +144,45 @@ def test_extra_parameters_go_to_the_fallback_sampler(objective):
     assert fallback.calls == ["before", "after", "before", "after", "reseed"]
 
 
+class RelativeRecordingSampler(optuna.samplers.TPESampler):
+    """Multivariate TPE that records the trials it sampled relatively."""
+
+    def __init__(self):
+        super().__init__(seed=0, multivariate=True, n_startup_trials=2)
+        self.relative: list[int] = []
+
+    def sample_relative(self, study, trial, search_space):
+        self.relative.append(trial.number)
+        return super().sample_relative(study, trial, search_space)
+
+
+def _deterministic(trial):
+    _, hp = QUICK_SPACE.suggest(trial, num_layers=2)
+    return 0.5 + 0.01 * hp["steps"], 100.0 + hp["batch_size"], float(hp["steps"])
+
+
+def test_exploration_trials_use_the_fallbacks_relative_sampling(system, objective):
+    fallback = RelativeRecordingSampler()
+    sampler = MetaPEFTSampler(
+        task_characteristics=objective.characteristics,
+        model_info=objective.loaded.info.to_dict(),
+        system=system,
+        n_warm_start=2,
+        explore_every=2,
+        fallback_sampler=fallback,
+        seed=0,
+    )
+    study = optuna.create_study(directions=objective.directions, sampler=sampler)
+    study.optimize(_deterministic, n_trials=6)
+    phases = [t.user_attrs[schema.TRIAL_PREDICTION]["phase"] for t in study.trials]
+    assert phases == ["warm start"] * 2 + ["model-based", "interleaved exploration"] * 2
+    assert fallback.relative == [3, 5]
+
+
 def test_seed_reproducibility(system, objective):
     """Same seed and same observations give the same configurations (real fine-tunes
     measure time and memory a little differently every run, so the objective here is a
     deterministic function of the configuration)."""
-
-    def deterministic(trial):
-        _, hp = QUICK_SPACE.suggest(trial, num_layers=2)
-        return 0.5 + 0.01 * hp["steps"], 100.0 + hp["batch_size"], float(hp["steps"])
 
     context = {
         "task_characteristics": objective.characteristics,
@@ -161,7 +192,7 @@ def test_seed_reproducibility(system, objective):
     for _ in range(2):
         sampler = MetaPEFTSampler(**context, system=system, n_warm_start=2, seed=7)
         study = optuna.create_study(directions=objective.directions, sampler=sampler)
-        study.optimize(deterministic, n_trials=4)
+        study.optimize(_deterministic, n_trials=4)
         runs.append([t.params for t in study.trials])
     assert runs[0] == runs[1]
     assert len({tuple(sorted(p.items())) for p in runs[0]}) == 4

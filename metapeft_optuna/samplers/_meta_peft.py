@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -66,7 +67,8 @@ class MetaPEFTSampler(BaseSampler):
         n_candidates: Random candidates scored per proposal.
         learn_every: Update the meta-model with this study's finished trials every N
             trials (None: only the per-proposal adaptation).
-        fallback_sampler: Sampler for non-PEFT parameters (default: TPE).
+        fallback_sampler: Sampler for exploration trials and non-PEFT parameters
+            (default: multivariate TPE).
         seed: Seed for reproducible proposals.
 
     Example:
@@ -110,7 +112,7 @@ class MetaPEFTSampler(BaseSampler):
         self._explore_every = explore_every
         self._optimizer = MetaHyperparameterOptimizer(self._space, n_candidates=n_candidates)
         self._learn_every = learn_every
-        self._fallback = fallback_sampler or TPESampler(seed=seed)
+        self._fallback = fallback_sampler or _multivariate_tpe(seed)
         self._seed = seed
         self._rng = np.random.default_rng(seed)
         self._peft_names = set(self._space.distributions())
@@ -132,12 +134,18 @@ class MetaPEFTSampler(BaseSampler):
         self, study: Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
         # PEFT proposals are joint but made at the first PEFT suggestion (see the class
-        # docstring), where the objective's real distributions are known.
+        # docstring), where the objective's real distributions are known. Exploration
+        # trials are the fallback's, relative sampling included.
+        if self._exploring(study, trial):
+            return self._fallback.infer_relative_search_space(study, trial)
         return {}
 
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
+        if self._exploring(study, trial):
+            self._proposal_for(study, trial, None)  # records the phase
+            return self._fallback.sample_relative(study, trial, search_space)
         return {
             name: self.sample_independent(study, trial, name, distribution)
             for name, distribution in search_space.items()
@@ -300,7 +308,18 @@ class MetaPEFTSampler(BaseSampler):
         interleaved exploration (as in SMAC), so a prior that is wrong for this task,
         and a surrogate that sees no signal in a flat start, cannot trap the search."""
         after = number - self._n_warm_start
-        return bool(self._explore_every) and after % self._explore_every == self._explore_every - 1
+        return (
+            bool(self._explore_every)
+            and after >= 0
+            and after % self._explore_every == self._explore_every - 1
+        )
+
+    def _exploring(self, study: Study, trial: FrozenTrial) -> bool:
+        """Whether this trial is an interleaved exploration trial (needs a fitted meta-model)."""
+        if not self._explores(trial.number):
+            return False
+        system = self._meta_system(study)
+        return system is not None and system.is_fitted and self._context(study)[0] is not None
 
     def _portfolio(
         self,
@@ -401,6 +420,14 @@ class MetaPEFTSampler(BaseSampler):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+
+def _multivariate_tpe(seed: int | None) -> TPESampler:
+    # Multivariate TPE models the PEFT parameters jointly (they interact: rank with
+    # alpha, steps with learning rate); Optuna still flags the option as experimental.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return TPESampler(seed=seed, multivariate=True)
 
 
 def _contains(distribution: BaseDistribution, value: Any) -> bool:
