@@ -8,7 +8,11 @@ ensembles of the other tasks' forests: uniform weights (what a task-agnostic mod
 do) and weights from meta-feature similarity, exp(-(d / bandwidth)^2) with d the distance
 between standardised task context vectors (what knowing the task can add). If the
 similarity-weighted ensemble does not beat the uniform one, no task-aware surrogate can be
-expected to beat a task-agnostic one on this experience. Run:
+expected to beat a task-agnostic one on this experience. Last, the few-shot view used by
+transfer HPO (TST-R, Wistuba et al. 2016; RGPE, Feurer et al. 2018): the target's first
+``--shots`` trials are revealed, each source forest is weighted by its Kendall tau on them
+(negative taus count 0), and both ensembles are scored on the remaining trials, averaged
+over ``--repeats`` random draws of the shots. Run:
 
     python benchmarks/task_transfer.py [--experience studies/meta_dataset.jsonl]
 """
@@ -23,7 +27,7 @@ from metapeft_optuna.meta.features import experience_arrays
 from metapeft_optuna.training import PEFTSearchSpace
 
 import numpy as np
-from scipy.stats import spearmanr
+from scipy.stats import kendalltau, spearmanr
 from sklearn.ensemble import RandomForestRegressor
 
 
@@ -31,10 +35,28 @@ def rho(predicted: np.ndarray, actual: np.ndarray) -> float:
     return float(spearmanr(predicted, actual).correlation)
 
 
+def few_shot(predictions: np.ndarray, y: np.ndarray, shots: int, repeats: int) -> list[float]:
+    """Mean Spearman on the unrevealed trials of the uniform and the tau-weighted ensemble."""
+    rng = np.random.default_rng(0)
+    uniform, weighted = [], []
+    for _ in range(repeats):
+        order = rng.permutation(len(y))
+        seen, rest = order[:shots], order[shots:]
+        taus = np.array([kendalltau(p[seen], y[seen]).statistic for p in predictions])
+        weights = np.clip(np.nan_to_num(taus), 0, None)
+        if weights.sum() == 0:
+            weights = np.ones_like(weights)
+        uniform.append(rho(predictions[:, rest].mean(axis=0), y[rest]))
+        weighted.append(rho(weights @ predictions[:, rest] / weights.sum(), y[rest]))
+    return [float(np.nanmean(uniform)), float(np.nanmean(weighted))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experience", nargs="+", default=["studies/meta_dataset.jsonl"])
     parser.add_argument("--bandwidths", type=float, nargs="+", default=[2.0, 5.0])
+    parser.add_argument("--shots", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
     space = PEFTSearchSpace()
     groups = ExperienceBuffer.from_storages(args.experience).by_task()
@@ -63,13 +85,14 @@ def main() -> None:
         for bandwidth in args.bandwidths:
             weights = np.exp(-((distance / bandwidth) ** 2)) + 1e-12
             row.append(rho(weights @ predictions / weights.sum(), y))
+        row += few_shot(predictions, y, args.shots, args.repeats)
         rows.append(row)
     print(
         "| target | mean over sources | uniform ensemble | "
         + " | ".join(f"similarity-weighted (bandwidth {b:g})" for b in args.bandwidths)
-        + " |"
+        + f" | {args.shots} shots: uniform | {args.shots} shots: tau-weighted |"
     )
-    print("|---|---:|---:|" + "---:|" * len(args.bandwidths))
+    print("|---|---:|---:|" + "---:|" * (len(args.bandwidths) + 2))
     for j, target in enumerate(names):
         cells = " | ".join(f"{v:.3f}" for v in rows[j])
         print(f"| {target} | {np.nanmean(matrix[:, j]):.3f} | {cells} |")
