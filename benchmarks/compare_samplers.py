@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import math
 import sys
@@ -170,7 +171,7 @@ def make_sampler(
     system: MetaPEFTSystem | None,
     registry: str | None,
     source_studies: list[optuna.Study],
-    explore_every: int | None = 3,
+    meta_options: dict[str, Any] | None = None,
 ):
     if name == "meta":
         chars, info = context
@@ -179,8 +180,8 @@ def make_sampler(
             model_info=info,
             system=system,
             use_prior=False,
-            explore_every=explore_every or None,
             seed=seed,
+            **(meta_options or {}),
         )
     if name in ("tpe", "warmstart"):
         return optuna.samplers.TPESampler(seed=seed, multivariate=True)
@@ -216,10 +217,10 @@ def run_sampler(
     registry: str | None,
     source_studies: list[optuna.Study],
     num_layers: int,
-    explore_every: int | None = 3,
+    meta_options: dict[str, Any] | None = None,
 ) -> np.ndarray:
     """Run one sampler on one task; returns the (trials, 3) targets in trial order."""
-    sampler = make_sampler(name, seed, context, system, registry, source_studies, explore_every)
+    sampler = make_sampler(name, seed, context, system, registry, source_studies, meta_options)
     study = optuna.create_study(directions=list(schema.DIRECTIONS), sampler=sampler)
     chars, info = context
     study.set_user_attr(schema.STUDY_TASK, {"name": "target", "characteristics": chars.to_dict()})
@@ -254,7 +255,7 @@ def fast_mode(args: argparse.Namespace) -> None:
         oracle = TaskOracle(experiences, space)
         quality[task] = oracle.fit_quality
         others = {k: v for k, v in groups.items() if k != key}
-        system = MetaPEFTSystem(space).fit(ExperienceBuffer(e for g in others.values() for e in g))
+        system = fitted_system(others, space, args.system_cache)
         targets = np.stack([target_vector(e.performance_metrics) for e in experiences])
         rng = np.random.default_rng(0)
         reference_pool = [space.sample(rng) for _ in range(3000)]
@@ -280,7 +281,7 @@ def fast_mode(args: argparse.Namespace) -> None:
                     args.optunahub_registry,
                     sources,
                     layers,
-                    args.explore_every,
+                    meta_options(args),
                 )
                 curve = hv_curve(scale(outcomes), best_hv)
                 first_accuracy = float(outcomes[0, 0])
@@ -302,6 +303,28 @@ def fast_mode(args: argparse.Namespace) -> None:
             flush=True,
         )
     write_outputs(rows, quality, args, samplers)
+
+
+def meta_options(args: argparse.Namespace) -> dict[str, Any]:
+    """MetaPEFTSampler's settings from the command line (for ablations)."""
+    return {"explore_every": args.explore_every or None, "n_warm_start": args.warm_start}
+
+
+def fitted_system(
+    others: dict[str, list[PEFTExperience]], space: PEFTSearchSpace, cache: str | None
+) -> MetaPEFTSystem:
+    """The meta-model trained on the other tasks; with ``cache``, saved there by the identity
+    of its experience and loaded again by later runs (e.g. ablations of the sampler)."""
+    buffer = ExperienceBuffer(e for g in others.values() for e in g)
+    if cache is None:
+        return MetaPEFTSystem(space).fit(buffer)
+    key = hashlib.sha1("\n".join(sorted(e.uid for e in buffer)).encode()).hexdigest()[:16]
+    path = Path(cache) / key
+    if (path / "meta_model.json").is_file():
+        return MetaPEFTSystem.load(path, space)
+    system = MetaPEFTSystem(space).fit(buffer)
+    system.save(path)
+    return system
 
 
 def source_studies(others: dict[str, list[PEFTExperience]]) -> list[optuna.Study]:
@@ -372,7 +395,7 @@ def live_mode(args: argparse.Namespace) -> None:
                     None,
                     [],
                     len(loaded.model.layers),
-                    args.explore_every,
+                    meta_options(args),
                 )
                 results[name].append(outcomes)
                 print(
@@ -542,6 +565,12 @@ def main() -> None:
         type=int,
         default=3,
         help="MetaPEFTSampler's explore_every (0: never; for the ablation in docs)",
+    )
+    parser.add_argument("--warm-start", type=int, default=3, help="MetaPEFTSampler's n_warm_start")
+    parser.add_argument(
+        "--system-cache",
+        metavar="DIR",
+        help="save the leave-one-task-out meta-models here and reuse them in later runs",
     )
     parser.add_argument("--out", default="docs/benchmarks")
     parser.add_argument(
