@@ -563,7 +563,7 @@ def main() -> None:
     parser.add_argument(
         "--explore-every",
         type=int,
-        default=3,
+        default=1,
         help="MetaPEFTSampler's explore_every (0: never; for the ablation in docs)",
     )
     parser.add_argument("--warm-start", type=int, default=3, help="MetaPEFTSampler's n_warm_start")

@@ -107,7 +107,9 @@ def test_single_objective_study(system, tiny):
     objective = PEFTObjective(
         "parity@64", model=tiny, search_space=QUICK_SPACE, budget=BUDGET, objectives=("accuracy",)
     )
-    sampler = MetaPEFTSampler(objective=objective, system=system, n_warm_start=1, seed=0)
+    sampler = MetaPEFTSampler(
+        objective=objective, system=system, n_warm_start=1, explore_every=None, seed=0
+    )
     study = _run(sampler, objective, 3, directions=["maximize"])
     reasons = [t.user_attrs[schema.TRIAL_PREDICTION]["reason"] for t in study.trials]
     assert "EI on accuracy" in reasons[-1]
