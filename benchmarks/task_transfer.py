@@ -12,7 +12,11 @@ expected to beat a task-agnostic one on this experience. Last, the few-shot view
 transfer HPO (TST-R, Wistuba et al. 2016; RGPE, Feurer et al. 2018): the target's first
 ``--shots`` trials are revealed, each source forest is weighted by its Kendall tau on them
 (negative taus count 0), and both ensembles are scored on the remaining trials, averaged
-over ``--repeats`` random draws of the shots. Run:
+over ``--repeats`` random draws of the shots. And a bound for a first trial chosen without
+any trial of the target: the configuration (among the other tasks' recorded ones) with the
+best mean accuracy, as a fraction of each source forest's best, over the other tasks'
+forests; how close the target's forest puts it to the best it knows (the sampler
+benchmark's definition of "best known accuracy"). Run:
 
     python benchmarks/task_transfer.py [--experience studies/meta_dataset.jsonl]
 """
@@ -49,6 +53,30 @@ def few_shot(predictions: np.ndarray, y: np.ndarray, shots: int, repeats: int) -
         uniform.append(rho(predictions[:, rest].mean(axis=0), y[rest]))
         weighted.append(rho(weights @ predictions[:, rest] / weights.sum(), y[rest]))
     return [float(np.nanmean(uniform)), float(np.nanmean(weighted))]
+
+
+def best_default(data: dict, forests: dict, space: PEFTSearchSpace) -> None:
+    """How much of each task's best known accuracy the other tasks' best default reaches."""
+    rng = np.random.default_rng(0)
+    pool = np.stack([space.encode(space.sample(rng)) for _ in range(3000)])
+    print("\n| target | best default's accuracy | best known | ratio |\n|---|---:|---:|---:|")
+    ratios = []
+    for target, (_, x, _) in data.items():
+        candidates = np.vstack([data[s][1] for s in data if s != target])
+        scores = []
+        for source in data:
+            if source != target:
+                predicted = forests[source].predict(candidates)
+                scores.append(predicted / max(predicted.max(), 1e-9))
+        pick = candidates[int(np.argmax(np.mean(scores, axis=0)))]
+        best = forests[target].predict(np.vstack([pool, x])).max()
+        reached = forests[target].predict(pick[None])[0]
+        ratios.append(reached / best)
+        print(f"| {target} | {reached:.3f} | {best:.3f} | {ratios[-1]:.2f} |")
+    print(
+        f"best default reaches >= 95% of the best known accuracy on "
+        f"{sum(r >= 0.95 for r in ratios)}/{len(ratios)} tasks (mean ratio {np.mean(ratios):.2f})"
+    )
 
 
 def main() -> None:
@@ -102,6 +130,7 @@ def main() -> None:
         + " | ".join(f"**{v:.3f}**" for v in means)
         + " |"
     )
+    best_default(data, forests, space)
     np.set_printoptions(precision=2, suppress=True, linewidth=160)
     print("\nSpearman, row's forest ranking column's trials:", *names, sep="\n  ")
     print(matrix)
