@@ -181,6 +181,20 @@ def test_exploration_trials_use_the_fallbacks_relative_sampling(system, objectiv
     assert fallback.relative == [3, 5]
 
 
+def test_by_default_the_warm_start_hands_over_to_multivariate_tpe(system, objective):
+    sampler = MetaPEFTSampler(
+        task_characteristics=objective.characteristics,
+        model_info=objective.loaded.info.to_dict(),
+        system=system,
+        seed=0,
+    )
+    study = optuna.create_study(directions=objective.directions, sampler=sampler)
+    study.optimize(_deterministic, n_trials=5)
+    phases = [t.user_attrs[schema.TRIAL_PREDICTION]["phase"] for t in study.trials]
+    assert phases == ["warm start"] * 3 + ["hand-over"] * 2
+    assert sampler._fallback._multivariate
+
+
 def test_seed_reproducibility(system, objective):
     """Same seed and same observations give the same configurations (real fine-tunes
     measure time and memory a little differently every run, so the objective here is a

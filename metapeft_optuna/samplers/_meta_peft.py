@@ -35,8 +35,8 @@ class MetaPEFTSampler(BaseSampler):
       hypervolume improvement, so they spread along the *predicted* Pareto front.
     - **Hand-over**: by default (``explore_every=1``) every later trial is the fallback's,
       multivariate TPE, which models the warm-start trials with the rest of the study. On
-      the meta-dataset this beat both TPE alone and the model-based search below from 10
-      trials on (``docs/benchmarks.md``).
+      the meta-dataset this beat TPE alone from 3 trials on and the model-based search
+      below from 10 (``docs/benchmarks.md``).
     - **Model-based search** (``explore_every`` > 1 or None): the surrogate is adapted to
       this study's own finished trials and the configuration with the highest EHVI (or EI
       on accuracy in single-objective studies) is proposed, with every ``explore_every``-th
@@ -253,7 +253,11 @@ class MetaPEFTSampler(BaseSampler):
         if fitted and self._explores(trial.number):
             # No PEFT parameters proposed: sample_independent hands every one to fallback.
             nothing = np.full(3, np.nan)
-            reason = f"every {self._explore_every}th trial goes to {type(self._fallback).__name__}"
+            fallback = type(self._fallback).__name__
+            if self._explore_every == 1:
+                reason = f"after the warm start every trial goes to {fallback}"
+                return Proposal({}, nothing, nothing, 0.0, reason), "hand-over"
+            reason = f"every {self._explore_every}th trial goes to {fallback}"
             return Proposal({}, nothing, nothing, 0.0, reason), "interleaved exploration"
 
         # The study's history is read only where a proposal is modelled on it.
