@@ -255,10 +255,11 @@ class MetaPEFTSampler(BaseSampler):
             nothing = np.full(3, np.nan)
             fallback = type(self._fallback).__name__
             if self._explore_every == 1:
-                reason = f"after the warm start every trial goes to {fallback}"
-                return Proposal({}, nothing, nothing, 0.0, reason), "hand-over"
-            reason = f"every {self._explore_every}th trial goes to {fallback}"
-            return Proposal({}, nothing, nothing, 0.0, reason), "interleaved exploration"
+                phase, reason = "hand-over", f"after the warm start every trial goes to {fallback}"
+            else:
+                phase = "interleaved exploration"
+                reason = f"every {self._explore_every}th trial goes to {fallback}"
+            return Proposal({}, nothing, nothing, 0.0, reason), phase
 
         # The study's history is read only where a proposal is modelled on it.
         trials = study.get_trials(deepcopy=False)
@@ -313,9 +314,10 @@ class MetaPEFTSampler(BaseSampler):
         return proposal, phase
 
     def _explores(self, number: int) -> bool:
-        """Every ``explore_every``-th model-based trial is left to the fallback sampler:
-        interleaved exploration (as in SMAC), so a prior that is wrong for this task,
-        and a surrogate that sees no signal in a flat start, cannot trap the search."""
+        """Every ``explore_every``-th trial after the warm start is left to the fallback
+        sampler (all of them with 1, the default): interleaved exploration (as in SMAC), so
+        a prior that is wrong for this task, and a surrogate that sees no signal in a flat
+        start, cannot trap the search."""
         after = number - self._n_warm_start
         return (
             bool(self._explore_every)
@@ -324,7 +326,7 @@ class MetaPEFTSampler(BaseSampler):
         )
 
     def _exploring(self, study: Study, trial: FrozenTrial) -> bool:
-        """Whether this trial is an interleaved exploration trial (needs a fitted meta-model)."""
+        """Whether this trial is the fallback's (only once a fitted meta-model has a context)."""
         if not self._explores(trial.number):
             return False
         system = self._meta_system(study)
