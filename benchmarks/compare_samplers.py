@@ -175,13 +175,17 @@ def make_sampler(
 ):
     if name == "meta":
         chars, info = context
+        options = dict(meta_options or {})
+        if options.pop("fallback", "tpe") == "gp":
+            # Same 6-trial start-up as the default TPE fallback; the warm start counts.
+            options["fallback_sampler"] = optuna.samplers.GPSampler(seed=seed, n_startup_trials=6)
         return MetaPEFTSampler(
             task_characteristics=chars,
             model_info=info,
             system=system,
             use_prior=False,
             seed=seed,
-            **(meta_options or {}),
+            **options,
         )
     if name in ("tpe", "warmstart"):
         return optuna.samplers.TPESampler(seed=seed, multivariate=True)
@@ -268,7 +272,7 @@ def fast_mode(args: argparse.Namespace) -> None:
         sources = source_studies(others) if args.optunahub_registry else []
         layers = experiences[0].model_info.get("num_layers", 30)
         for name in samplers:
-            for seed in range(args.seeds):
+            for seed in seeds(args):
                 outcomes = run_sampler(
                     name,
                     seed,
@@ -305,9 +309,18 @@ def fast_mode(args: argparse.Namespace) -> None:
     write_outputs(rows, quality, args, samplers)
 
 
+def seeds(args: argparse.Namespace) -> range:
+    """The seeds to run; ``--first-seed`` lets a later run add seeds to an earlier one's CSV."""
+    return range(args.first_seed, args.first_seed + args.seeds)
+
+
 def meta_options(args: argparse.Namespace) -> dict[str, Any]:
     """MetaPEFTSampler's settings from the command line (for ablations)."""
-    return {"explore_every": args.explore_every or None, "n_warm_start": args.warm_start}
+    return {
+        "explore_every": args.explore_every or None,
+        "n_warm_start": args.warm_start,
+        "fallback": args.fallback,
+    }
 
 
 def fitted_system(
@@ -381,7 +394,7 @@ def live_mode(args: argparse.Namespace) -> None:
             return target_vector(dict(zip(schema.OBJECTIVES, result.objectives)))
 
         for name in samplers:
-            for seed in range(args.seeds):
+            for seed in seeds(args):
                 started = time.time()
                 outcomes = run_sampler(
                     name,
@@ -408,7 +421,7 @@ def live_mode(args: argparse.Namespace) -> None:
         points = scale(everything)
         best_hv = hypervolume(points[pareto_mask(points)], REFERENCE)
         for name, runs in results.items():
-            for seed, outcomes in enumerate(runs):
+            for seed, outcomes in zip(seeds(args), runs):
                 for n, value in enumerate(hv_curve(scale(outcomes), best_hv), start=1):
                     rows.append(
                         {
@@ -501,8 +514,10 @@ def summarise(rows: list[dict], samplers: list[str], trials: int) -> str:
             for r in rows
             if r["sampler"] == "meta" and r["trials"] == 1 and len(spread[r["task"]]) > 1
         ]
+        # Accuracies are fractions of a few dozen examples: 19/26 is 95% of 20/26 even
+        # where floating point rounds 0.95 * 20/26 above 19/26.
         share = (
-            np.mean([r["first_accuracy"] >= 0.95 * r["best_known_accuracy"] for r in first])
+            np.mean([r["first_accuracy"] >= 0.95 * r["best_known_accuracy"] - 1e-9 for r in first])
             if first
             else float("nan")
         )
@@ -522,7 +537,7 @@ def summarise(rows: list[dict], samplers: list[str], trials: int) -> str:
                 f"MetaPEFT beats the auto-sklearn-style warm start at budgets {wins} of {budgets}."
             )
         text += "\n".join(notes)
-    return text
+    return text + "\n"
 
 
 def plot(rows: list[dict], samplers: list[str], path: str) -> None:
@@ -557,6 +572,9 @@ def main() -> None:
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
     parser.add_argument("--tasks", nargs="*", help="target tasks (default: all / required live)")
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds run are first-seed .. first-seed+seeds-1"
+    )
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--optunahub-registry", help="local checkout of the OptunaHub registry")
@@ -567,6 +585,12 @@ def main() -> None:
         help="MetaPEFTSampler's explore_every (0: never; for the ablation in docs)",
     )
     parser.add_argument("--warm-start", type=int, default=3, help="MetaPEFTSampler's n_warm_start")
+    parser.add_argument(
+        "--fallback",
+        choices=["tpe", "gp"],
+        default="tpe",
+        help="MetaPEFTSampler's fallback sampler (default: its own multivariate TPE)",
+    )
     parser.add_argument(
         "--system-cache",
         metavar="DIR",
