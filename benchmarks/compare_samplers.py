@@ -88,6 +88,13 @@ def hv_curve(points: np.ndarray, best_hv: float) -> list[float]:
     return out
 
 
+def reference_pool(space: PEFTSearchSpace, size: int = 3000) -> list[dict[str, Any]]:
+    """The random configurations (same for every task) over which, with the task's own
+    recorded ones, its surrogates' best front and best known accuracy are taken."""
+    rng = np.random.default_rng(0)
+    return [space.sample(rng) for _ in range(size)]
+
+
 # --- the fast-mode oracle ----------------------------------------------------------------
 class TaskOracle:
     """Random-forest surrogates of one task's objectives, fitted on its recorded trials."""
@@ -250,6 +257,7 @@ def fast_mode(args: argparse.Namespace) -> None:
     space = PEFTSearchSpace()
     samplers = list(args.samplers) + (["meta_learn_tpe"] if args.optunahub_registry else [])
     rows, quality = [], {}
+    pool = reference_pool(space)
     for key in sorted(groups):
         experiences = groups[key]
         task = experiences[0].task_name
@@ -261,9 +269,7 @@ def fast_mode(args: argparse.Namespace) -> None:
         others = {k: v for k, v in groups.items() if k != key}
         system = fitted_system(others, space, args.system_cache)
         targets = np.stack([target_vector(e.performance_metrics) for e in experiences])
-        rng = np.random.default_rng(0)
-        reference_pool = [space.sample(rng) for _ in range(3000)]
-        oracle_targets = oracle.predict(reference_pool + [e.hyperparameters for e in experiences])
+        oracle_targets = oracle.predict(pool + [e.hyperparameters for e in experiences])
         scale = TaskScale(np.vstack([targets, oracle_targets]))
         best_points = scale(oracle_targets)
         best_hv = hypervolume(best_points[pareto_mask(best_points)], REFERENCE)

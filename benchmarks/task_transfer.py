@@ -31,6 +31,7 @@ from metapeft_optuna.meta.features import experience_arrays
 from metapeft_optuna.training import PEFTSearchSpace
 
 import numpy as np
+from compare_samplers import reference_pool  # the sampler benchmark's "best known"
 from scipy.stats import kendalltau, spearmanr
 from sklearn.ensemble import RandomForestRegressor
 
@@ -57,8 +58,7 @@ def few_shot(predictions: np.ndarray, y: np.ndarray, shots: int, repeats: int) -
 
 def best_default(data: dict, forests: dict, space: PEFTSearchSpace) -> None:
     """How much of each task's best known accuracy the other tasks' best default reaches."""
-    rng = np.random.default_rng(0)
-    pool = np.stack([space.encode(space.sample(rng)) for _ in range(3000)])
+    pool = np.stack([space.encode(c) for c in reference_pool(space)])
     print("\n| target | best default's accuracy | best known | ratio |\n|---|---:|---:|---:|")
     ratios = []
     for target, (_, x, _) in data.items():
