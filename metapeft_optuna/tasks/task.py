@@ -12,6 +12,8 @@ import numpy as np
 from ..errors import DataFormatError
 
 TASK_TYPES = ("classification", "generation", "language_modeling")
+QUALITY_OBJECTIVES = ("accuracy", "val_loss")
+FREE_FORM_WORDS = 4  # answers of at least this many words (median) are free-form text
 DOMAINS = ("sentiment", "multilingual", "numeric", "tabular", "algorithmic", "text", "other")
 MIN_EXAMPLES = 6
 
@@ -71,6 +73,11 @@ class Task:
         labels: The answer set of a classification task, in sorted order.
         description: One line for listings.
         source: Where the data came from (a file path or a package).
+        validation: Given validation examples (an mlx-lm ``valid.jsonl``, or a built-in
+            task's fixed held-out set); empty: carved from ``examples`` by :meth:`splits`.
+        test: Given test examples, likewise (``test.jsonl``).
+        quality: The default quality objective, ``"accuracy"`` or ``"val_loss"``; None
+            infers it (see :attr:`quality_objective`).
 
     Example:
         >>> task = Task("toy", tuple(Example(f"{i}?", " even" if i % 2 == 0 else " odd")
@@ -87,8 +94,13 @@ class Task:
     description: str = ""
     source: str = ""
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    validation: tuple[Example, ...] = ()
+    test: tuple[Example, ...] = ()
+    quality: str | None = None
 
     def __post_init__(self) -> None:
+        if self.quality is not None and self.quality not in QUALITY_OBJECTIVES:
+            raise ValueError(f"quality={self.quality!r}; use one of {QUALITY_OBJECTIVES}.")
         if self.task_type not in TASK_TYPES:
             raise ValueError(f"task_type={self.task_type!r}; use one of {TASK_TYPES}.")
         if self.domain not in DOMAINS:
@@ -101,11 +113,36 @@ class Task:
                 f"{MIN_EXAMPLES} to split into train/validation/test.",
             )
         if self.task_type == "classification" and not self.labels:
-            labels = tuple(sorted({e.completion for e in self.examples}))
+            everything = self.examples + self.validation + self.test
+            labels = tuple(sorted({e.completion for e in everything}))
             object.__setattr__(self, "labels", labels)
 
+    @property
+    def quality_objective(self) -> str:
+        """The study's default quality objective for this task.
+
+        ``accuracy`` where an answer can be checked exactly (classification, short
+        generated answers); ``val_loss`` (held-out answer cross-entropy) for language
+        modelling and for free-form answers, whose exact match stays near 0 whatever
+        the fine-tune does: a median answer of :data:`FREE_FORM_WORDS` or more words.
+
+        Example:
+            >>> Task("t", tuple(Example("Q:", " a b c d e") for _ in range(8)),
+            ...      "generation").quality_objective
+            'val_loss'
+        """
+        if self.quality is not None:
+            return self.quality
+        if self.task_type == "language_modeling":
+            return "val_loss"
+        if self.task_type == "generation":
+            words = sorted(len(e.completion.split()) for e in self.examples)
+            return "val_loss" if words[len(words) // 2] >= FREE_FORM_WORDS else "accuracy"
+        return "accuracy"
+
     def subsample(self, size: int, seed: int = 0) -> Task:
-        """A task with ``size`` examples drawn without replacement, label-balanced."""
+        """A task with ``size`` examples drawn without replacement, label-balanced (given
+        validation and test examples are kept whole)."""
         if size >= len(self.examples):
             return self
         order = _stratified_order(self.examples, self.task_type, seed)
@@ -119,14 +156,17 @@ class Task:
     def splits(self, seed: int = 0, validation: float = 0.1, test: float = 0.1) -> TaskSplits:
         """Deterministic, label-stratified train/validation/test splits.
 
+        Given :attr:`validation` and :attr:`test` examples are used as they are; only the
+        missing splits are carved from :attr:`examples`.
+
         Args:
             seed: The same seed always gives the same splits for the same data.
             validation: Fraction of examples for validation (at least one).
             test: Fraction of examples held out for the final score (at least one).
         """
         n = len(self.examples)
-        n_val = max(1, round(n * validation))
-        n_test = max(1, round(n * test))
+        n_val = 0 if self.validation else max(1, round(n * validation))
+        n_test = 0 if self.test else max(1, round(n * test))
         order = _stratified_order(self.examples, self.task_type, seed)
         # The stratified order interleaves labels, so every prefix is label-balanced.
         test_idx = sorted(order[:n_test])
@@ -134,7 +174,9 @@ class Task:
         train_idx = sorted(order[n_test + n_val :])
         pick = self.examples.__getitem__
         return TaskSplits(
-            tuple(map(pick, train_idx)), tuple(map(pick, val_idx)), tuple(map(pick, test_idx))
+            tuple(map(pick, train_idx)),
+            self.validation or tuple(map(pick, val_idx)),
+            self.test or tuple(map(pick, test_idx)),
         )
 
 
