@@ -135,7 +135,7 @@ def build(storage: str, tasks: tuple[str, ...], configs: int, model_spec: str) -
             study_name=study_name(task),
             storage=storage,
             load_if_exists=True,
-            directions=list(schema.DIRECTIONS),
+            directions=objectives[task].directions,
             sampler=optuna.samplers.RandomSampler(seed=sum(map(ord, task))),
         )
         mark_interrupted(studies[task])

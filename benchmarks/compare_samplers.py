@@ -104,7 +104,9 @@ class TaskOracle:
 
         self.space = space
         x = np.stack([space.encode(e.hyperparameters) for e in experiences])
-        y = np.stack([target_vector(e.performance_metrics) for e in experiences])
+        y = np.stack(
+            [target_vector(e.performance_metrics, schema.DEFAULT_OBJECTIVES) for e in experiences]
+        )
         self.models = [
             RandomForestRegressor(n_estimators=200, min_samples_leaf=2, random_state=seed).fit(
                 x, y[:, j]
@@ -232,7 +234,9 @@ def run_sampler(
 ) -> np.ndarray:
     """Run one sampler on one task; returns the (trials, 3) targets in trial order."""
     sampler = make_sampler(name, seed, context, system, registry, source_studies, meta_options)
-    study = optuna.create_study(directions=list(schema.DIRECTIONS), sampler=sampler)
+    study = optuna.create_study(
+        directions=schema.directions(schema.DEFAULT_OBJECTIVES), sampler=sampler
+    )
     chars, info = context
     study.set_user_attr(schema.STUDY_TASK, {"name": "target", "characteristics": chars.to_dict()})
     study.set_user_attr(schema.STUDY_MODEL, info)
@@ -268,7 +272,9 @@ def fast_mode(args: argparse.Namespace) -> None:
         quality[task] = oracle.fit_quality
         others = {k: v for k, v in groups.items() if k != key}
         system = fitted_system(others, space, args.system_cache)
-        targets = np.stack([target_vector(e.performance_metrics) for e in experiences])
+        targets = np.stack(
+            [target_vector(e.performance_metrics, schema.DEFAULT_OBJECTIVES) for e in experiences]
+        )
         oracle_targets = oracle.predict(pool + [e.hyperparameters for e in experiences])
         scale = TaskScale(np.vstack([targets, oracle_targets]))
         best_points = scale(oracle_targets)
@@ -352,9 +358,9 @@ def source_studies(others: dict[str, list[PEFTExperience]]) -> list[optuna.Study
     distributions = space.distributions()
     studies = []
     for group in others.values():
-        study = optuna.create_study(directions=list(schema.DIRECTIONS))
+        study = optuna.create_study(directions=schema.directions(schema.DEFAULT_OBJECTIVES))
         for e in group:
-            values = [e.performance_metrics[o] for o in schema.OBJECTIVES]
+            values = [e.performance_metrics[o] for o in schema.DEFAULT_OBJECTIVES]
             study.add_trial(
                 optuna.trial.create_trial(
                     params=e.hyperparameters,
@@ -397,7 +403,8 @@ def live_mode(args: argparse.Namespace) -> None:
                 result = fine_tune(loaded, prepared, method, hp, budget)
             except metapeft_optuna.TrialFailedError:
                 return np.array([0.0, math.log(1e4), math.log(1e4)])
-            return target_vector(dict(zip(schema.OBJECTIVES, result.objectives)))
+            values = dict(zip(schema.DEFAULT_OBJECTIVES, result.values(schema.DEFAULT_OBJECTIVES)))
+            return target_vector(values, schema.DEFAULT_OBJECTIVES)
 
         for name in samplers:
             for seed in seeds(args):

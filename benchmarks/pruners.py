@@ -40,7 +40,9 @@ class OnlineOraclePruner(optuna.pruners.BasePruner):
     supports_multi_objective = True
 
     def __init__(self, trials: list[PEFTExperience]):
-        self.finals = [[e.performance_metrics[o] for o in schema.OBJECTIVES] for e in trials]
+        self.finals = [
+            [e.performance_metrics[o] for o in schema.DEFAULT_OBJECTIVES] for e in trials
+        ]
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
         accuracy, memory, seconds = self.finals[trial.number]
@@ -72,7 +74,8 @@ def replay(
     pruner = make_pruner(name, experience, trials)
     multi = name in ("meta", "none", "oracle")
     study = optuna.create_study(
-        directions=list(schema.DIRECTIONS) if multi else ["maximize"], pruner=pruner
+        directions=schema.directions(schema.DEFAULT_OBJECTIVES) if multi else ["maximize"],
+        pruner=pruner,
     )
     space = PEFTSearchSpace()
     distributions = space.distributions()
@@ -103,9 +106,9 @@ def replay(
             study.tell(trial, state=TrialState.PRUNED)
             continue
         used += total
-        values = [e.performance_metrics[o] for o in schema.OBJECTIVES]
+        values = [e.performance_metrics[o] for o in schema.DEFAULT_OBJECTIVES]
         study.tell(trial, values if multi else values[0])
-        finished.append(target_vector(e.performance_metrics))
+        finished.append(target_vector(e.performance_metrics, schema.DEFAULT_OBJECTIVES))
     return used, possible, finished
 
 
@@ -125,7 +128,9 @@ def main() -> None:
     results = defaultdict(lambda: {"used": 0, "possible": 0, "hv_loss": []})
     for key, trials in sorted(groups.items()):
         others = ExperienceBuffer(e for k, g in groups.items() if k != key for e in g)
-        targets = np.stack([target_vector(e.performance_metrics) for e in trials])
+        targets = np.stack(
+            [target_vector(e.performance_metrics, schema.DEFAULT_OBJECTIVES) for e in trials]
+        )
         minimised = np.column_stack([1 - targets[:, 0], targets[:, 1], targets[:, 2]])
         low, high = minimised.min(axis=0), minimised.max(axis=0)
         span = np.where(high - low > 1e-9, high - low, 1.0)

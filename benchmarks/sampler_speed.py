@@ -34,7 +34,7 @@ def synthetic_values(params: dict) -> list[float]:
 
 
 def history(space: PEFTSearchSpace, n: int, chars: TaskCharacteristics, info: dict) -> optuna.Study:
-    study = optuna.create_study(directions=list(schema.DIRECTIONS))
+    study = optuna.create_study(directions=schema.directions(schema.DEFAULT_OBJECTIVES))
     study.set_user_attr(schema.STUDY_TASK, {"name": "bench", "characteristics": chars.to_dict()})
     study.set_user_attr(schema.STUDY_MODEL, info)
     rng = np.random.default_rng(0)

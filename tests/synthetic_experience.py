@@ -89,5 +89,5 @@ def synthetic_experiences(
                     study=f"synthetic-{task_name}",
                 )
             )
-    assert set(schema.OBJECTIVES) == set(out[0].performance_metrics)
+    assert set(schema.DEFAULT_OBJECTIVES) == set(out[0].performance_metrics)
     return out

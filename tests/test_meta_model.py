@@ -86,7 +86,8 @@ def test_buffer_reads_metapeft_studies_and_skips_others(tiny_storage):
     assert len(buffer) == 18 and buffer.task_names() == sorted(TINY_TASKS)
     experience = next(iter(buffer))
     assert experience.model_info["name"] == "tiny"
-    assert set(experience.performance_metrics) == set(schema.OBJECTIVES)
+    # Every test metric is read by name: val_loss besides the accuracy objective.
+    assert set(experience.performance_metrics) >= {*schema.DEFAULT_OBJECTIVES, "val_loss"}
     assert experience.learning_curve and experience.state == "complete"
     assert experience.memory_usage == experience.performance_metrics["peak_memory_mb"]
     skipped = ExperienceBuffer.from_storages([tiny_storage], exclude_studies=["iris"])
@@ -107,7 +108,7 @@ def test_buffer_deduplicates_and_round_trips_jsonl(tiny_storage, tmp_path):
 
 def test_pruned_trials_are_experience_and_failed_ones_are_not(tmp_path, experiences):
     url = f"sqlite:///{tmp_path / 's.db'}"
-    study = optuna.create_study(storage=url, directions=list(schema.DIRECTIONS))
+    study = optuna.create_study(storage=url, directions=schema.directions(schema.DEFAULT_OBJECTIVES))
     chars = experiences[0].task_characteristics
     study.set_user_attr(schema.STUDY_TASK, {"name": "t", "characteristics": chars.to_dict()})
     study.set_user_attr(schema.STUDY_MODEL, {"name": "m"})
@@ -186,7 +187,10 @@ def test_surrogate_predicts_with_uncertainty_and_adapts(experiences):
     held = [e for e in experiences if e.task_name == "iris"]
     contexts, configs, targets = experience_arrays(held, space)
     mean, std = surrogate.predict(contexts[0], configs)
-    assert mean.shape == std.shape == (len(held), 3) and (std > 0).all()
+    assert mean.shape == std.shape == (len(held), len(schema.METRICS))
+    # No experience measured val_loss: that column is unknown, the others have spread.
+    known = [schema.METRICS.index(n) for n in schema.DEFAULT_OBJECTIVES]
+    assert (std[:, known] > 0).all() and np.isnan(mean[:, schema.METRICS.index("val_loss")]).all()
     before = np.abs(mean[:, 0] - targets[:, 0]).mean()
     adapted = surrogate.adapt(contexts[0], configs[:12], targets[:12])
     after = np.abs(adapted.predict(contexts[0], configs[12:])[0][:, 0] - targets[12:, 0]).mean()
@@ -204,7 +208,7 @@ def test_recommendation_has_every_field_and_names_similar_tasks(fitted, experien
     assert recommendation.method in PEFTMethod
     assert 0 < recommendation.confidence <= 1
     assert {"learning_rate", "steps", "batch_size"} <= set(recommendation.hyperparameters)
-    assert set(recommendation.expected_performance) >= set(schema.OBJECTIVES)
+    assert set(recommendation.expected_performance) >= set(schema.DEFAULT_OBJECTIVES)
     assert "Most similar past tasks: parity@64" in recommendation.reasoning
     assert sum(recommendation.method_probabilities.values()) == pytest.approx(1, abs=1e-3)
     assert json.loads(json.dumps(recommendation.to_dict()))["method"] == recommendation.method.value
@@ -217,7 +221,7 @@ def test_cold_start_says_so(experiences):
     recommendation = system.recommend(experiences[0].task_characteristics)
     assert "cold start" in recommendation.reasoning
     assert list(recommendation.method_probabilities.values()) == pytest.approx([1 / 6] * 6)
-    assert recommendation.expected_performance["accuracy"] is None
+    assert recommendation.expected_performance == {}  # nothing is predicted
     proposals = system.hyperparameter_optimizer.propose(
         None, None, [], [], n=6, rng=np.random.default_rng(0)
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from metapeft_optuna import schema
 from metapeft_optuna.meta import ExperienceBuffer
 from metapeft_optuna.pruners import MetaPEFTPruner, metric_at, report, should_prune
@@ -69,10 +71,11 @@ def test_prunes_a_clearly_dominated_curve():
     trial = running_trial(study, [0.2, 0.25])
     assert should_prune(trial)
     frozen = study._storage.get_trial(trial._trial_id)
-    mean, std = study.pruner.predict_final_accuracy(study, frozen)
+    mean, std = study.pruner.predict_final_quality(study, frozen)
     assert mean < 0.5 and std >= 0.05
-    memory, seconds = study.pruner.predict_cost(study, frozen)
-    assert memory == 700.0 and seconds == pytest.approx(36.0)
+    log_seconds, _ = study.pruner.predict_log_seconds(study, frozen)
+    assert study.pruner.predict_memory(frozen) == 700.0
+    assert math.exp(log_seconds) == pytest.approx(36.0)
 
 
 def test_keeps_a_trial_that_could_reach_the_front():
@@ -174,7 +177,7 @@ def _past_task_study():
 def _first_point_prediction(pruner):
     study = optuna.create_study(direction="maximize", pruner=pruner)
     trial = running_trial(study, [0.3])
-    return pruner.predict_final_accuracy(study, study._storage.get_trial(trial._trial_id))
+    return pruner.predict_final_quality(study, study._storage.get_trial(trial._trial_id))
 
 
 def test_uses_past_curves_when_the_study_has_none():
@@ -247,7 +250,7 @@ def test_first_point_time_is_scaled_like_comparable_runs():
     point["train_seconds"] += 10.0
     report(trial, point)
     frozen = study._storage.get_trial(trial._trial_id)
-    _, seconds = study.pruner.predict_cost(study, frozen)
+    seconds = math.exp(study.pruner.predict_log_seconds(study, frozen)[0])
     # Finished runs went from 18 s at step 8 to 40 s at the end: x 2.22, so 26 s -> 57.8 s
     # (a linear extrapolation would say 97.5 s).
     assert seconds == pytest.approx(26.0 * 40.0 / 18.0, rel=1e-3)

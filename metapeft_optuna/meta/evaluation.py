@@ -130,7 +130,7 @@ def leave_one_task_out(
             mean, _ = adapted.predict(contexts[0], configs[shots:])
             rho[label + "_adapted"] = _rho(mean[:, 0], actual[shots:])
         probabilities = system.method_probabilities(contexts[0])
-        best = max(held, key=lambda e: e.accuracy).method_used.value if np.ptp(actual) else ""
+        best = max(held, key=lambda e: e.quality).method_used.value if np.ptp(actual) else ""
         majority = Counter(s["best_method"] for s in system.task_summaries_).most_common(1)[0][0]
         report.tasks.append(
             HeldOutTask(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .. import schema
-from ..errors import DataFormatError, MetaLearningError
+from ..errors import ConfigError, DataFormatError, MetaLearningError
 from ..io import atomic_path
 from ..peft import PEFTMethod
 from ..tasks import TaskCharacteristics
@@ -40,8 +41,10 @@ class PEFTExperience:
             (``TaskCharacteristics.to_vector()``).
         method_used: The PEFT method.
         hyperparameters: The search-space parameters of the trial (``trial.params``).
-        performance_metrics: ``accuracy``, ``peak_memory_mb``, ``train_seconds`` (None
-            for a pruned trial's unknown final values).
+        performance_metrics: Measured metrics by name (keys from ``schema.METRICS``:
+            ``accuracy``, ``val_loss``, ``peak_memory_mb``, ``train_seconds``; plus
+            ``accuracy_se``/``val_loss_se`` where recorded). A key is absent or None
+            when the trial did not measure it (a pruned trial's final values).
         training_time: Training seconds (the third objective), or None.
         memory_usage: Peak memory in MB (the second objective), or None.
         task_name: The source task.
@@ -82,13 +85,22 @@ class PEFTExperience:
         return self.performance_metrics.get("accuracy")
 
     @property
+    def quality(self) -> float | None:
+        """How well the task was learned, higher is better: accuracy where measured,
+        else minus val_loss (free-form answers). Comparable within one task only."""
+        if self.accuracy is not None:
+            return self.accuracy
+        loss = self.performance_metrics.get("val_loss")
+        return -loss if loss is not None else None
+
+    @property
     def source_key(self) -> str:
         """Source-task identity: task and model (a study adds no new task)."""
         return f"{self.task_name}|{self.model_info.get('name', '')}"
 
     @property
     def complete(self) -> bool:
-        return self.state == "complete" and self.accuracy is not None
+        return self.state == "complete" and self.quality is not None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -129,9 +141,20 @@ class PEFTExperience:
 
 
 def experience_from_trial(
-    trial: FrozenTrial, study_name: str, study_attrs: dict[str, Any]
+    trial: FrozenTrial,
+    study_name: str,
+    study_attrs: dict[str, Any],
+    objectives: Sequence[str] = schema.DEFAULT_OBJECTIVES,
 ) -> PEFTExperience | None:
-    """The experience of one trial, or None when it is not one (failed, running, ...)."""
+    """The experience of one trial, or None when it is not one (failed, running, ...).
+
+    Args:
+        trial: A trial of a PEFT study.
+        study_name: Its study's name.
+        study_attrs: Its study's user attributes (task and model).
+        objectives: Its study's objective names (:func:`schema.study_objectives`): the
+            trial's values are read by these names, never by position.
+    """
     if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED):
         return None
     if "method" not in trial.params:
@@ -139,12 +162,11 @@ def experience_from_trial(
     task = study_attrs[schema.STUDY_TASK]
     chars = TaskCharacteristics.from_dict(task["characteristics"])
     values = trial.values if trial.state == TrialState.COMPLETE else None
-    metrics: dict[str, float | None] = dict.fromkeys(schema.OBJECTIVES)
+    metrics: dict[str, float | None] = {}
     if values is not None:
-        if len(values) == len(schema.OBJECTIVES):
-            metrics = dict(zip(schema.OBJECTIVES, values))
-        else:
-            metrics["accuracy"] = values[0]
+        metrics = schema.trial_metrics(objectives, values, trial.user_attrs)
+        recorded = trial.user_attrs.get(schema.TRIAL_METRICS) or {}
+        metrics.update({k: recorded[k] for k in ("accuracy_se", "val_loss_se") if k in recorded})
     if any(v is not None and not math.isfinite(v) for v in metrics.values()):
         return None
     model_info = dict(study_attrs.get(schema.STUDY_MODEL) or {})
@@ -280,9 +302,17 @@ class ExperienceBuffer:
             if summary.study_name in exclude_studies or schema.STUDY_TASK not in attrs:
                 continue
             study_id = storage.get_study_id_from_name(summary.study_name)
+            try:
+                objectives = schema.objectives_of(
+                    optuna.load_study(study_name=summary.study_name, storage=storage).metric_names,
+                    summary.directions,
+                )
+            except ConfigError as exc:  # not a PEFT study's objectives: not experience
+                warnings.warn(f"study {summary.study_name!r} skipped: {exc}", stacklevel=2)
+                continue
             states = (TrialState.COMPLETE, TrialState.PRUNED)
             for trial in storage.get_all_trials(study_id, deepcopy=False, states=states):
-                experience = experience_from_trial(trial, summary.study_name, attrs)
+                experience = experience_from_trial(trial, summary.study_name, attrs, objectives)
                 if experience is not None:
                     added += self.add(experience)
         return added

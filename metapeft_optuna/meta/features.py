@@ -43,30 +43,74 @@ def context_feature_names() -> list[str]:
     return TaskCharacteristics.feature_names() + list(MODEL_FEATURES)
 
 
-def target_vector(metrics: dict[str, float | None]) -> np.ndarray:
-    """``[accuracy, log peak MB, log train seconds]``; NaN where unknown."""
+def target_vector(
+    metrics: dict[str, float | None], objectives: Sequence[str] | None = None
+) -> np.ndarray:
+    """The meta-model's targets: one column per objective of ``schema.METRICS``
+    (``[accuracy, log val_loss, log peak MB, log train seconds]``, the log where
+    ``ObjectiveSpec.log_scale``), or of ``objectives`` in their order; NaN where unknown.
 
-    def log(value: float | None) -> float:
-        return math.log(max(value, 1e-6)) if value is not None else float("nan")
+    Example:
+        >>> target_vector({"accuracy": 0.5, "peak_memory_mb": 1.0}).tolist()[:3]
+        [0.5, nan, 0.0]
+    """
+    out = np.full(len(schema.METRICS), np.nan, dtype=np.float32)
+    for i, name in enumerate(schema.METRICS):
+        value = metrics.get(name)
+        if value is None or not math.isfinite(value):
+            continue
+        out[i] = math.log(max(value, 1e-6)) if schema.OBJECTIVE_SPECS[name].log_scale else value
+    return out if objectives is None else out[[schema.METRICS.index(o) for o in objectives]]
 
-    accuracy = metrics.get("accuracy")
-    return np.array(
-        [
-            accuracy if accuracy is not None else float("nan"),
-            log(metrics.get("peak_memory_mb")),
-            log(metrics.get("train_seconds")),
-        ],
-        dtype=np.float32,
-    )
+
+def target_columns(objectives: Sequence[str]) -> tuple[list[int], np.ndarray]:
+    """Where ``objectives`` sit in a target vector, and the signs that make each one
+    minimised (``-1`` for maximised objectives): ``targets[:, columns] * signs``.
+
+    Example:
+        >>> target_columns(["train_seconds", "accuracy"])
+        ([3, 0], array([ 1., -1.]))
+    """
+    columns = [schema.METRICS.index(name) for name in objectives]
+    return columns, np.array([schema.OBJECTIVE_SPECS[name].sign for name in objectives])
 
 
-def from_target_vector(vector: np.ndarray) -> dict[str, float]:
-    """Inverse of :func:`target_vector` (objectives in their own units)."""
-    return {
-        schema.OBJECTIVES[0]: float(vector[0]),
-        schema.OBJECTIVES[1]: float(np.exp(vector[1])),
-        schema.OBJECTIVES[2]: float(np.exp(vector[2])),
-    }
+def prediction_dict(mean: np.ndarray, std: np.ndarray) -> dict[str, float]:
+    """A predicted target vector in the objectives' own units: ``{name: value,
+    name_std or name_log_std: spread}`` for every known column.
+
+    Example:
+        >>> prediction_dict(np.array([0.8, np.nan, np.log(600), np.log(20)]),
+        ...                 np.array([0.05, np.nan, 0.1, 0.1]))["peak_memory_mb"]
+        600.0
+    """
+    out: dict[str, float] = {}
+    for name, m, s in zip(schema.METRICS, mean, std):
+        if not math.isfinite(m):
+            continue
+        if schema.OBJECTIVE_SPECS[name].log_scale:
+            out[name], out[f"{name}_log_std"] = round(float(np.exp(m)), 6), float(s)
+        else:
+            out[name], out[f"{name}_std"] = float(m), float(s)
+    return out
+
+
+def describe_prediction(prediction: dict[str, float]) -> str:
+    """``"accuracy 0.812±0.050, 600 MB, 20.0 s"`` from :func:`prediction_dict`'s output."""
+    parts = []
+    for name in schema.METRICS:
+        if name not in prediction:
+            continue
+        value = prediction[name]
+        if name == "accuracy":
+            parts.append(f"accuracy {value:.3f}±{prediction['accuracy_std']:.3f}")
+        elif name == "val_loss":
+            parts.append(f"val_loss {value:.3f} (log sd {prediction['val_loss_log_std']:.2f})")
+        elif name == "peak_memory_mb":
+            parts.append(f"{value:.0f} MB")
+        else:
+            parts.append(f"{value:.1f} s")
+    return ", ".join(parts)
 
 
 @dataclass
@@ -84,8 +128,11 @@ class Standardizer:
 
     def fit(self, x: np.ndarray) -> Standardizer:
         x = np.asarray(x, dtype=np.float64)
-        self.mean_ = np.nanmean(x, axis=0)
-        std = np.nanstd(x, axis=0)
+        # A column with no known value (a metric no experience measured) stays unscaled.
+        known = np.isfinite(x).any(axis=0)
+        filled = np.where(known, x, 0.0)
+        self.mean_ = np.where(known, np.nanmean(filled, axis=0), 0.0)
+        std = np.where(known, np.nanstd(filled, axis=0), 1.0)
         self.scale_ = np.where(std > 1e-8, std, 1.0)
         return self
 

@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from .. import schema
 from ..training.search_space import PEFTSearchSpace
 from .acquisition import expected_hypervolume_improvement, expected_improvement, pareto_mask
-from .features import target_vector
+from .features import describe_prediction, prediction_dict, target_columns, target_vector
 from .surrogate import PEFTSurrogate
 
 # Sensible starting points per method, used with no experience at all (cold start).
@@ -62,28 +63,22 @@ class Proposal:
     """A proposed configuration with its prediction and the reason it was chosen.
 
     Example:
-        >>> p = Proposal({"method": "lora"}, np.array([0.8, np.log(600), np.log(20)]),
-        ...              np.array([0.05, 0.1, 0.1]), 0.3, "example")
+        >>> p = Proposal({"method": "lora"}, np.array([0.8, np.nan, np.log(600), np.log(20)]),
+        ...              np.array([0.05, np.nan, 0.1, 0.1]), 0.3, "example")
         >>> round(p.prediction()["peak_memory_mb"])
         600
     """
 
     params: dict[str, Any]
-    mean: np.ndarray  # [accuracy, log MB, log s]
+    mean: np.ndarray  # a target vector (features.target_vector)
     std: np.ndarray
     acquisition: float
     reason: str
 
     def prediction(self) -> dict[str, float]:
-        """Predicted objectives in their own units, with standard deviations."""
-        return {
-            "accuracy": float(self.mean[0]),
-            "accuracy_std": float(self.std[0]),
-            "peak_memory_mb": float(np.exp(self.mean[1])),
-            "peak_memory_mb_log_std": float(self.std[1]),
-            "train_seconds": float(np.exp(self.mean[2])),
-            "train_seconds_log_std": float(self.std[2]),
-        }
+        """Predicted objectives in their own units, with standard deviations
+        (:func:`~metapeft_optuna.meta.features.prediction_dict`)."""
+        return prediction_dict(self.mean, self.std)
 
 
 class MetaHyperparameterOptimizer:
@@ -91,8 +86,9 @@ class MetaHyperparameterOptimizer:
 
     Candidates are random configurations of the search space plus local perturbations
     of the best configurations seen so far (in this study and, through experience
-    replay, on similar past tasks). Objectives are minimised internally as
-    ``(-accuracy, log MB, log s)``, scaled to comparable ranges. A batch of proposals is
+    replay, on similar past tasks). The study's objectives, named, are picked from the
+    surrogate's target vector and minimised internally (maximised ones negated, memory,
+    time and loss on a log scale), scaled to comparable ranges. A batch of proposals is
     built greedily: each chosen candidate's predicted mean joins the front before the
     next is chosen ("Kriging believer"), which spreads a portfolio along the predicted
     Pareto front instead of repeating one configuration.
@@ -172,7 +168,7 @@ class MetaHyperparameterOptimizer:
         n: int = 1,
         rng: np.random.Generator | None = None,
         seeds: Sequence[dict[str, Any]] = (),
-        multi_objective: bool = True,
+        objectives: Sequence[str] = schema.DEFAULT_OBJECTIVES,
         exclude: Sequence[dict[str, Any]] = (),
         methods: Sequence[str] | None = None,
         pending: Sequence[np.ndarray] = (),
@@ -184,11 +180,11 @@ class MetaHyperparameterOptimizer:
             surrogate: A fitted (and adapted) surrogate, or None for a cold start.
             context: The task's raw context vector.
             observed_params: Search-space parameters of this study's finished trials.
-            observed_metrics: Their objective values (``schema.OBJECTIVES`` keys).
+            observed_metrics: Their measured metrics by name (``schema.METRICS`` keys).
             n: How many proposals.
             rng: Random generator.
             seeds: Configurations to search around (good ones from similar tasks).
-            multi_objective: EHVI on three objectives, else EI on accuracy.
+            objectives: The study's objective names: EHVI on several, EI on one.
             exclude: Configurations not to propose again (running or finished trials).
             methods: Restrict the candidates to these methods.
             pending: Predicted targets of trials still running (other workers), believed
@@ -200,30 +196,41 @@ class MetaHyperparameterOptimizer:
         rng = rng or np.random.default_rng()
         if surrogate is None or not surrogate.is_fitted:
             return self._cold_start(n, rng, list(observed_params) + list(exclude), methods, start)
-        best_seen = self._best_observed(observed_params, observed_metrics)
+        best_seen = self._best_observed(observed_params, observed_metrics, objectives)
         pool = self.candidates(rng, list(seeds) + best_seen, methods)
         seen = {_key(p) for p in list(observed_params) + list(exclude)}
         pool = [p for p in pool if _key(p) not in seen]
         encoded = np.stack([self.space.encode(p) for p in pool])
-        mean, std = surrogate.predict(context, encoded)
-        observed = np.array([target_vector(m) for m in observed_metrics]).reshape(-1, 3)
-        if multi_objective:
-            observed = observed[~np.isnan(observed).any(axis=1)]
+        full_mean, full_std = surrogate.predict(context, encoded)
+        columns, signs = target_columns(objectives)
+        unknown = [o for o, c in zip(objectives, columns) if np.isnan(full_mean[:, c]).all()]
+        if unknown:
+            return self._cold_start(n, rng, list(observed_params) + list(exclude), methods, start)
+        # The study's objectives only, all minimised.
+        mean, std = full_mean[:, columns] * signs, full_std[:, columns]
+        observed = (
+            np.array([target_vector(m) for m in observed_metrics]).reshape(-1, len(schema.METRICS))[
+                :, columns
+            ]
+            * signs
+        )
+        observed = observed[~np.isnan(observed).any(axis=1)]
+        if len(objectives) > 1:
             keep = self._screen(mean, std, observed)
             pool, mean, std = [pool[i] for i in keep], mean[keep], std[keep]
+            full_mean, full_std = full_mean[keep], full_std[keep]
             scores_of = self._ehvi_scorer(mean, std, observed)
         else:
-            accuracies = observed[~np.isnan(observed[:, 0]), 0]
-            incumbent = accuracies.max() if len(accuracies) else mean[:, 0].max() - 0.05
+            incumbent = observed[:, 0].min() if len(observed) else mean[:, 0].min() + 0.05
 
             def scores_of(believed: list[np.ndarray]) -> np.ndarray:
-                best = max([incumbent] + [b[0] for b in believed])
-                return expected_improvement(-mean[:, 0], std[:, 0], -best)
+                best = min([incumbent] + [b[0] for b in believed])
+                return expected_improvement(mean[:, 0], std[:, 0], best)
 
         proposals: list[Proposal] = []
-        believed: list[np.ndarray] = list(pending)
+        believed: list[np.ndarray] = [np.asarray(p)[columns] * signs for p in pending]
         taken: set[int] = set()
-        kind = "EHVI" if multi_objective else "EI on accuracy"
+        kind = "EHVI" if len(objectives) > 1 else f"EI on {objectives[0]}"
         for _ in range(min(n, len(pool))):
             scores = scores_of(believed)
             scores[list(taken)] = -np.inf
@@ -231,12 +238,11 @@ class MetaHyperparameterOptimizer:
             taken.add(pick)
             believed.append(mean[pick])
             reason = (
-                f"highest {kind} ({scores[pick]:.4g}) of {len(pool)} candidates; "
-                f"predicted accuracy {mean[pick, 0]:.3f}±{std[pick, 0]:.3f}, "
-                f"{np.exp(mean[pick, 1]):.0f} MB, {np.exp(mean[pick, 2]):.1f} s"
+                f"highest {kind} ({scores[pick]:.4g}) of {len(pool)} candidates; predicted "
+                + describe_prediction(prediction_dict(full_mean[pick], full_std[pick]))
             )
             proposals.append(
-                Proposal(pool[pick], mean[pick], std[pick], float(scores[pick]), reason)
+                Proposal(pool[pick], full_mean[pick], full_std[pick], float(scores[pick]), reason)
             )
         return proposals
 
@@ -246,30 +252,28 @@ class MetaHyperparameterOptimizer:
         whose cost grows with the front's grid, is then computed for these only."""
         if len(mean) <= self.n_screen or len(observed) == 0:
             return np.arange(len(mean))
-        optimistic = _to_minimised(mean) - std
-        front = _to_minimised(observed)
-        front = front[pareto_mask(front)]
+        optimistic = mean - std
+        front = observed[pareto_mask(observed)]
         span = np.ptp(np.vstack([optimistic, front]), axis=0)
         span = np.where(span > 1e-9, span, 1.0)
         gain = ((front[None, :, :] - optimistic[:, None, :]) / span).max(axis=2).min(axis=1)
         return np.argsort(-gain)[: self.n_screen]
 
     def _ehvi_scorer(self, mean: np.ndarray, std: np.ndarray, observed: np.ndarray):
-        # Minimise (-accuracy, log MB, log s), each scaled by the spread of predictions
-        # and observations, with the reference point just beyond the worst of them.
-        minimised = _to_minimised(mean)
-        everything = np.vstack([minimised, _to_minimised(observed)]) if len(observed) else minimised
+        # Minimised objectives, each scaled by the spread of predictions and
+        # observations, with the reference point just beyond the worst of them.
+        everything = np.vstack([mean, observed]) if len(observed) else mean
         low, high = everything.min(axis=0), everything.max(axis=0)
         span = np.where(high - low > 1e-9, high - low, 1.0)
-        scaled_mean = (minimised - low) / span
+        scaled_mean = (mean - low) / span
         scaled_std = std / span
-        reference = np.full(3, 1.1)
-        front = (_to_minimised(observed) - low) / span if len(observed) else np.zeros((0, 3))
+        reference = np.full(mean.shape[1], 1.1)
+        front = (observed - low) / span
 
         def scores(believed: list[np.ndarray]) -> np.ndarray:
             points = front
             if believed:
-                points = np.vstack([front, (_to_minimised(np.array(believed)) - low) / span])
+                points = np.vstack([front, (np.array(believed) - low) / span])
             if len(points):
                 points = points[pareto_mask(points)]
             return expected_hypervolume_improvement(scaled_mean, scaled_std, points, reference)
@@ -277,12 +281,16 @@ class MetaHyperparameterOptimizer:
         return scores
 
     def _best_observed(
-        self, params: Sequence[dict[str, Any]], metrics: Sequence[dict[str, float | None]]
+        self,
+        params: Sequence[dict[str, Any]],
+        metrics: Sequence[dict[str, float | None]],
+        objectives: Sequence[str],
     ) -> list[dict[str, Any]]:
-        rows = [
-            (m.get("accuracy"), p) for p, m in zip(params, metrics) if m.get("accuracy") is not None
-        ]
-        rows.sort(key=lambda r: -r[0])
+        """The three configurations best on the study's (first quality) objective."""
+        name = schema.quality_objective(objectives) or objectives[0]
+        sign = schema.OBJECTIVE_SPECS[name].sign
+        rows = [(sign * m[name], p) for p, m in zip(params, metrics) if m.get(name) is not None]
+        rows.sort(key=lambda r: r[0])
         return [p for _, p in rows[:3]]
 
     def _cold_start(
@@ -308,19 +316,14 @@ class MetaHyperparameterOptimizer:
             proposals.append(
                 Proposal(
                     params,
-                    np.full(3, np.nan),
-                    np.full(3, np.inf),
+                    np.full(len(schema.METRICS), np.nan),
+                    np.full(len(schema.METRICS), np.inf),
                     0.0,
                     "cold start: no experience yet, so methods are tried in turn, first "
                     "at their default settings",
                 )
             )
         return proposals
-
-
-def _to_minimised(targets: np.ndarray) -> np.ndarray:
-    targets = np.atleast_2d(targets).astype(float)
-    return np.column_stack([-targets[:, 0], targets[:, 1], targets[:, 2]])
 
 
 def _key(params: dict[str, Any]) -> tuple:

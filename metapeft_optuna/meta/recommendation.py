@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..peft import PEFTMethod
+from .features import describe_prediction
 
 
 @dataclass
@@ -52,6 +53,7 @@ def explain(
     similar: list[dict[str, Any]],
     experiences: int,
     tasks: int,
+    quality: str = "accuracy",
 ) -> str:
     """Why a method was recommended: similar past tasks, the two models' votes, the
     predicted outcome."""
@@ -59,19 +61,16 @@ def explain(
     if similar:
         parts = []
         for task in similar:
-            ranked = sorted(task["best_accuracy"].items(), key=lambda kv: -kv[1])[:2]
+            ranked = sorted(task["best_quality"].items(), key=lambda kv: -kv[1])[:2]
             shown = ", ".join(f"{m} {a:.2f}" for m, a in ranked)
             parts.append(f"{task['name']} (distance {task['distance']:.2f}; best: {shown})")
         lines.append("Most similar past tasks: " + "; ".join(parts) + ".")
     lines.append(
         f"The method selector gives {pick} p={selector_probability:.2f}; the surrogate gives "
-        f"its best configuration the top accuracy with p={surrogate_probability:.2f}."
+        f"its best configuration the top {quality} with p={surrogate_probability:.2f}."
     )
-    p = prediction
     lines.append(
-        f"Predicted for the recommended configuration: accuracy "
-        f"{p['accuracy']:.3f}±{p['accuracy_std']:.3f}, peak memory "
-        f"{p['peak_memory_mb']:.0f} MB, training {p['train_seconds']:.1f} s "
+        f"Predicted for the recommended configuration: {describe_prediction(prediction)} "
         f"(from {experiences} experiences on {tasks} tasks)."
     )
     return " ".join(lines)

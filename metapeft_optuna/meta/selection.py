@@ -13,39 +13,42 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 
+from .. import schema
 from .acquisition import pareto_mask
 from .experience import PEFTExperience
-from .features import context_vector, target_vector
+from .features import context_vector, target_columns, target_vector
 from .networks import MethodSelectionNetwork, TaskEmbeddingNetwork
 
 
 def task_summary(key: str, experiences: Sequence[PEFTExperience]) -> dict[str, Any]:
-    """What a source task showed: its best accuracy per method."""
+    """What a source task showed: its best quality per method (accuracy, or minus val_loss
+    where accuracy was not measured; :attr:`PEFTExperience.quality`)."""
     first = experiences[0]
     best: dict[str, float] = {}
     for e in experiences:
-        best[e.method_used.value] = max(best.get(e.method_used.value, -1.0), e.accuracy)
+        best[e.method_used.value] = max(best.get(e.method_used.value, -np.inf), e.quality)
     return {
         "name": first.task_name,
         "key": key,
         "model": first.model_info.get("name", ""),
         "trials": len(experiences),
-        "best_accuracy": best,
+        "best_quality": best,
         "best_method": max(best, key=best.get),
         "context": context_vector(first.task_characteristics, first.model_info).tolist(),
     }
 
 
 def selection_target(experiences: Sequence[PEFTExperience], methods: Sequence[str]) -> np.ndarray:
-    """Soft label of a source task: half on its best-accuracy method, half shared by the
-    methods on its useful Pareto front (trials within 90% of the best accuracy)."""
+    """Soft label of a source task: half on its best-quality method, half shared by the
+    methods on its useful Pareto front (trials within 10% of the best quality)."""
 
     def one_hot(method: str) -> np.ndarray:
         return (np.array(methods) == method).astype(np.float32)
 
-    best = max(experiences, key=lambda e: e.accuracy)
-    useful = [e for e in experiences if e.accuracy >= 0.9 * best.accuracy]
-    points = np.array([[-e.accuracy, *target_vector(e.performance_metrics)[1:]] for e in useful])
+    best = max(experiences, key=lambda e: e.quality)
+    useful = [e for e in experiences if e.quality >= best.quality - 0.1 * abs(best.quality)]
+    costs, _ = target_columns(schema.COST_OBJECTIVES)
+    points = np.array([[-e.quality, *target_vector(e.performance_metrics)[costs]] for e in useful])
     front = sum(
         (one_hot(e.method_used.value) for e, keep in zip(useful, pareto_mask(points)) if keep),
         np.zeros(len(methods), dtype=np.float32),

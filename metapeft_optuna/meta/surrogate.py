@@ -1,4 +1,5 @@
-"""``PEFTSurrogate``: predicts a configuration's (accuracy, log memory, log time) on a task.
+"""``PEFTSurrogate``: predicts a configuration's objectives (accuracy, log val_loss, log
+memory, log time: :func:`~metapeft_optuna.meta.features.target_vector`) on a task.
 
 Choice and why: an ensemble of small MLX networks (task embedding + configuration ->
 three objectives). Each member is trained on a bootstrap of the source *tasks* (so
@@ -22,6 +23,7 @@ import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
+from .. import schema
 from ..errors import MetaLearningError, NotFittedError
 from ..training.search_space import PEFTSearchSpace
 from .experience import ExperienceBuffer
@@ -29,7 +31,7 @@ from .features import Standardizer, experience_arrays
 from .networks import SurrogateNet
 from .reptile import ReptileLearner
 
-OBJECTIVES = 3
+OBJECTIVES = len(schema.METRICS)
 
 
 @dataclass
@@ -87,6 +89,7 @@ class PEFTSurrogate:
         self.context_scaler_: Standardizer | None = None
         self.target_scaler_: Standardizer | None = None
         self.noise_: np.ndarray | None = None
+        self.known_targets_: np.ndarray | None = None  # columns the experience measured
 
     @property
     def is_fitted(self) -> bool:
@@ -129,6 +132,7 @@ class PEFTSurrogate:
         contexts, configs, targets = experience_arrays(experiences, self.space)
         self.context_scaler_ = Standardizer().fit(contexts)
         self.target_scaler_ = Standardizer().fit(targets)
+        self.known_targets_ = np.isfinite(targets).any(axis=0)
         inputs = np.asarray(self._inputs(contexts, configs))
         scaled_targets = self.target_scaler_.transform(targets)
         task_of = np.array([e.source_key for e in experiences])
@@ -150,9 +154,9 @@ class PEFTSurrogate:
             members.append(member)
             residuals.append(np.array(member(mx.array(inputs))) - scaled_targets)
         self.members_ = members
-        self.noise_ = np.sqrt(np.nanmean(np.square(np.stack(residuals)), axis=(0, 1))).astype(
-            np.float32
-        )
+        squared = np.square(np.stack(residuals))[..., self.known_targets_]
+        self.noise_ = np.full(OBJECTIVES, np.nan, dtype=np.float32)
+        self.noise_[self.known_targets_] = np.sqrt(np.nanmean(squared, axis=(0, 1)))
         return self
 
     def partial_fit(
@@ -242,7 +246,8 @@ class PEFTSurrogate:
         Args:
             context: The task's raw context vector.
             configs: Encoded configurations of its finished trials, ``(n, dimension)``.
-            targets: Their ``[accuracy, log MB, log s]``, ``(n, 3)`` (NaN where unknown).
+            targets: Their target vectors, ``(n, len(schema.METRICS))`` (NaN where
+                unknown).
             steps: SGD steps (default: the Reptile inner-loop length, doubled).
         """
         self._check()
@@ -273,21 +278,24 @@ class PEFTSurrogate:
         return clone
 
     def predict(self, context: np.ndarray, configs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and standard deviation of ``[accuracy, log MB, log s]`` for each config.
+        """Mean and standard deviation of the target vector for each config.
 
         Args:
             context: Raw context vector of the task (or one per config).
             configs: Encoded configurations, ``(n, dimension)``.
 
         Returns:
-            ``(mean, std)``, each ``(n, 3)``, in target units.
+            ``(mean, std)``, each ``(n, len(schema.METRICS))``, in target units (see
+            :func:`~metapeft_optuna.meta.features.target_vector`); NaN in the columns of
+            objectives no experience measured.
         """
         self._check()
         x = self._inputs(context, np.asarray(configs, dtype=np.float32))
         outputs = np.stack([np.array(member(x)) for member in self.members_])
         mean = outputs.mean(axis=0)
-        std = np.sqrt(outputs.var(axis=0) + self.noise_**2)
-        return (self.target_scaler_.inverse_transform(mean), self.target_scaler_.inverse_scale(std))
+        std = np.sqrt(outputs.var(axis=0) + self.noise_**2)  # NaN where unknown
+        mean = np.where(self.known_targets_, self.target_scaler_.inverse_transform(mean), np.nan)
+        return mean, self.target_scaler_.inverse_scale(std)
 
     # --- persistence -----------------------------------------------------------------------
     def state(self) -> tuple[dict[str, Any], dict[str, mx.array]]:
@@ -299,6 +307,7 @@ class PEFTSurrogate:
             "context_scaler": self.context_scaler_.to_dict(),
             "target_scaler": self.target_scaler_.to_dict(),
             "noise": self.noise_.tolist(),
+            "targets": [n for n, k in zip(schema.METRICS, self.known_targets_) if k],
             "context_dim": int(self.context_scaler_.mean_.shape[0]),
         }
         arrays = {
@@ -312,7 +321,13 @@ class PEFTSurrogate:
     def from_state(
         cls, meta: dict[str, Any], arrays: dict[str, mx.array], search_space: PEFTSearchSpace
     ) -> PEFTSurrogate:
+        if "targets" not in meta:
+            raise MetaLearningError(
+                "this meta-model was saved before objectives had names (3 targets, accuracy "
+                "only); retrain it on its experience with `metapeft prior train`."
+            )
         surrogate = cls(search_space, SurrogateConfig(**meta["config"]))
+        surrogate.known_targets_ = np.array([n in meta["targets"] for n in schema.METRICS])
         surrogate.context_scaler_ = Standardizer.from_dict(meta["context_scaler"])
         surrogate.target_scaler_ = Standardizer.from_dict(meta["target_scaler"])
         surrogate.noise_ = np.array(meta["noise"], dtype=np.float32)

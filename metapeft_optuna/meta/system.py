@@ -146,14 +146,15 @@ class MetaPEFTSystem:
             task_characteristics: The task that was fine-tuned.
             method_used: The PEFT method.
             hyperparameters: Search-space parameters of the configuration.
-            performance_metrics: ``accuracy``, ``peak_memory_mb``, ``train_seconds``.
+            performance_metrics: Measured metrics by name (keys from ``schema.METRICS``;
+                others are ignored).
         """
         method = PEFTMethod(method_used)
         params = {
             "method": method.value,
             **{k: v for k, v in hyperparameters.items() if k != "method"},
         }
-        metrics = {k: performance_metrics.get(k) for k in schema.OBJECTIVES}
+        metrics = {k: performance_metrics[k] for k in schema.METRICS if k in performance_metrics}
         stamp = json.dumps([task_name, params, metrics, time.time_ns()], default=str)
         experience = PEFTExperience(
             task_embedding=task_characteristics.to_vector(),
@@ -202,8 +203,10 @@ class MetaPEFTSystem:
             )
         return sorted(rows, key=lambda r: r["distance"])[:k]
 
-    def best_per_method(self, context: np.ndarray, rng: np.random.Generator) -> dict[str, Proposal]:
-        """The configuration with the highest predicted accuracy for every method."""
+    def best_per_method(
+        self, context: np.ndarray, rng: np.random.Generator, quality: str = "accuracy"
+    ) -> dict[str, Proposal]:
+        """The configuration with the best predicted ``quality`` for every method."""
         out = {}
         for method in self.methods:
             seeds = self.seed_configurations(context, method)
@@ -215,7 +218,7 @@ class MetaPEFTSystem:
                 n=1,
                 rng=rng,
                 seeds=seeds,
-                multi_objective=False,
+                objectives=(quality,),
                 methods=[method],
             )
             out[method] = proposal[0]
@@ -234,7 +237,7 @@ class MetaPEFTSystem:
                 for e in groups.get(task["key"], [])
                 if method is None or e.method_used.value == method
             ]
-            best = sorted(rows, key=lambda e: -e.accuracy)[:per_task]
+            best = sorted(rows, key=lambda e: -e.quality)[:per_task]
             chosen += [e.hyperparameters for e in best]
         return chosen
 
@@ -245,8 +248,14 @@ class MetaPEFTSystem:
         *,
         num_layers: int | None = None,
         seed: int | None = None,
+        quality: str = "accuracy",
     ) -> MethodRecommendation:
-        """Recommend a method and configuration, with expected performance and reasoning."""
+        """Recommend a method and configuration, with expected performance and reasoning.
+
+        ``quality`` is the objective the recommendation maximises the chance of being
+        best on (``accuracy`` or ``val_loss``); where no experience measured it, the
+        recommendation goes by predicted accuracy and says so.
+        """
         context = context_vector(task_characteristics, model_info)
         layers = num_layers or (model_info or {}).get("num_layers") or 30
         rng = np.random.default_rng(self.seed if seed is None else seed)
@@ -259,7 +268,7 @@ class MetaPEFTSystem:
                 PEFTMethod(method),
                 uniform,
                 hp,
-                dict.fromkeys(schema.OBJECTIVES),
+                {},
                 "cold start: no experience yet, so every method is equally likely "
                 f"(p={uniform:.2f} each) and uncertainty is unbounded; starting with "
                 f"{method} at its default settings. Every finished trial becomes experience.",
@@ -268,11 +277,15 @@ class MetaPEFTSystem:
                 [],
             )
         selector = self.method_probabilities(context)
-        best = self.best_per_method(context, rng)
-        # Probability each method's best configuration has the top accuracy, from the
+        column = schema.METRICS.index(quality)
+        if not self.surrogate.known_targets_[column]:
+            quality, column = "accuracy", schema.METRICS.index("accuracy")
+        best = self.best_per_method(context, rng, quality)
+        # Probability each method's best configuration has the top quality, from the
         # surrogate's predictive distribution, combined with the selector's opinion.
-        means = np.array([best[m].mean[0] for m in self.methods])
-        stds = np.array([best[m].std[0] for m in self.methods])
+        sign = -schema.OBJECTIVE_SPECS[quality].sign  # higher is better
+        means = np.array([sign * best[m].mean[column] for m in self.methods])
+        stds = np.array([best[m].std[column] for m in self.methods])
         draws = rng.normal(means, stds, size=(2000, len(self.methods)))
         surrogate_p = np.bincount(draws.argmax(axis=1), minlength=len(self.methods)) / 2000
         combined = selector * (surrogate_p + 1e-3)
@@ -294,6 +307,7 @@ class MetaPEFTSystem:
                 similar,
                 len(self.experience_buffer),
                 len(self.task_summaries_),
+                quality,
             ),
             proposal.params,
             dict(zip(self.methods, combined.round(4).tolist())),

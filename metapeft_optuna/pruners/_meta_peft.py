@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 from optuna.pruners import BasePruner
-from optuna.study import Study, StudyDirection
+from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 from scipy.special import ndtr
 
@@ -35,19 +35,30 @@ def _interpolate(
     return float(np.interp(fraction, xs, ys))
 
 
-def metric_at(curve: Sequence[dict[str, Any]], total: int, fraction: float) -> float | None:
-    """A curve's validation metric at ``fraction`` of training (linear interpolation)."""
-    return _interpolate(curve, total, fraction, "val_metric")
+def metric_at(
+    curve: Sequence[dict[str, Any]], total: int, fraction: float, quality: str = "accuracy"
+) -> float | None:
+    """A curve's quality score (higher is better: accuracy, or minus val_loss) at
+    ``fraction`` of training (linear interpolation)."""
+    spec = schema.OBJECTIVE_SPECS[quality]
+    value = _interpolate(curve, total, fraction, spec.curve_key)
+    return None if value is None else -spec.sign * value
+
+
+def _score(quality: str, value: float) -> float:
+    """A quality objective's value as a score where higher is better."""
+    return -schema.OBJECTIVE_SPECS[quality].sign * value
 
 
 @dataclass(frozen=True)
 class _Reference:
-    """A finished run whose curve shows how curves go on: curve, steps, method, finals."""
+    """A finished run whose curve shows how curves go on: curve, steps, method, finals
+    (``final``: the quality score, higher is better)."""
 
     curve: Sequence[dict[str, Any]]
     total: int
     method: str | None
-    accuracy: float
+    final: float
     seconds: float | None
 
 
@@ -55,8 +66,9 @@ class _Reference:
 class PredictedOutcome:
     """A running trial's predicted final objectives.
 
-    The final accuracy is a mixture: one Gaussian of width ``noise`` around each of
-    ``accuracies`` (the current metric plus the gain a comparable curve made from the same
+    The final quality score (accuracy, or minus val_loss: higher is better) is a
+    mixture: one Gaussian of width ``noise`` around each of ``accuracies`` (the current
+    value plus the gain a comparable curve made from the same
     fraction of training to its end). A mixture, not one Gaussian, because curves jump:
     a prompt-tuning run at 0.4 that ends at 0.94 is rare but real, and a Gaussian fitted
     to all gains calls it impossible. Log training time is Gaussian.
@@ -74,6 +86,7 @@ class PredictedOutcome:
     log_seconds_std: float
 
     def probability_accuracy_at_most(self, value: float) -> float:
+        """Probability that the final quality score is at most ``value``."""
         return float(np.mean(ndtr((value - self.accuracies) / self.noise)))
 
     def probability_at_least_as_slow(self, seconds: float) -> float:
@@ -83,10 +96,14 @@ class PredictedOutcome:
 
 
 class MetaPEFTPruner(BasePruner):
-    """Predicts a trial's final (accuracy, memory, time) from its partial learning curve
+    """Predicts a trial's final (quality, memory, time) from its partial learning curve
     and prunes it when some finished trial probably dominates that outcome.
 
-    Final accuracy: the current validation metric plus the gains that comparable curves
+    Objectives are read by name (``schema.study_objectives``); quality is the study's
+    accuracy or val_loss objective, tracked on the curve by the validation metric or
+    the validation loss. A study without a quality objective is never pruned.
+
+    Final quality: the current validation value plus the gains that comparable curves
     made from the same fraction of training to their end (this study's finished trials
     and, when given, past experience: the same task's if there is any), taken from runs
     of the same PEFT method once there are ``min_same_method`` of them, since methods
@@ -97,7 +114,7 @@ class MetaPEFTPruner(BasePruner):
     The trial is pruned when, for some finished trial at most as heavy, the probability
     that it is at least as accurate and as fast exceeds ``threshold``.
 
-    In single-objective studies it behaves as a normal pruner (through
+    In single-objective quality studies it behaves as a normal pruner (through
     ``trial.report``/``trial.should_prune``): it prunes when the final value is worse than
     the best finished trial's with probability above ``threshold``. In multi-objective
     studies report with :func:`metapeft_optuna.pruners.report` and ask with
@@ -150,73 +167,79 @@ class MetaPEFTPruner(BasePruner):
 
     # --- references ---------------------------------------------------------------------------
     def _references(
-        self, study: Study, finished: Sequence[FrozenTrial] | None = None
+        self, study: Study, quality: str, finished: Sequence[FrozenTrial] | None = None
     ) -> tuple[list[_Reference], list[_Reference]]:
         """``(this study's finished runs, past runs)``, read once per decision."""
         if finished is None:
             finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        own = [
-            _Reference(
-                curve,
-                total,
-                other.params.get("method"),
-                other.values[0],
-                other.values[2] if len(other.values) == 3 else None,
-            )
-            for other in finished
-            if (curve := other.user_attrs.get(schema.TRIAL_CURVE))
-            and (total := _total_steps(other))
-            and other.values
-        ]
-        return own, self._past_references(study.user_attrs.get(schema.STUDY_TASK, {}).get("name"))
+        names = schema.study_objectives(study)
+        own = []
+        for other in finished:
+            values = schema.metrics_by_name(names, other.values)
+            curve, total = other.user_attrs.get(schema.TRIAL_CURVE), _total_steps(other)
+            if curve and total and quality in values:
+                own.append(
+                    _Reference(
+                        curve,
+                        total,
+                        other.params.get("method"),
+                        _score(quality, values[quality]),
+                        values.get("train_seconds"),
+                    )
+                )
+        task = study.user_attrs.get(schema.STUDY_TASK, {}).get("name")
+        return own, self._past_references(task, quality)
 
-    def _past_references(self, task: str | None) -> list[_Reference]:
+    def _past_references(self, task: str | None, quality: str) -> list[_Reference]:
         if self.experience is None and self.use_prior:
             self.experience = prior_experience() or ExperienceBuffer()
         if self.experience is None:
             return []
         # The experience rarely changes while a study runs: build its references once.
-        key = (id(self.experience), task, len(self.experience))
+        key = (id(self.experience), task, quality, len(self.experience))
         if self._past_cache[0] != key:
             references = [
                 _Reference(
                     e.learning_curve,
                     int(e.hyperparameters["steps"]),
                     e.method_used.value,
-                    e.accuracy,
+                    _score(quality, e.performance_metrics[quality]),
                     e.performance_metrics.get("train_seconds"),
                 )
-                for e in self._experience_for(task)
+                for e in self._experience_for(task, quality)
                 if e.learning_curve and e.hyperparameters.get("steps")
             ]
             self._past_cache = (key, references)
         return self._past_cache[1]
 
-    def _experience_for(self, task: str | None) -> list[PEFTExperience]:
-        complete = self.experience.complete()
+    def _experience_for(self, task: str | None, quality: str) -> list[PEFTExperience]:
+        complete = [
+            e for e in self.experience.complete() if e.performance_metrics.get(quality) is not None
+        ]
         same = [e for e in complete if e.task_name == task]
         return same or complete
 
     # --- prediction -----------------------------------------------------------------------
-    def _final_accuracies(
-        self, trial: FrozenTrial, own: list[_Reference], past: list[_Reference]
+    def _final_scores(
+        self, trial: FrozenTrial, quality: str, own: list[_Reference], past: list[_Reference]
     ) -> np.ndarray | None:
         curve = trial.user_attrs.get(schema.TRIAL_CURVE)
         total = _total_steps(trial)
-        if not curve or not total or curve[-1].get("val_metric") is None:
+        key = schema.OBJECTIVE_SPECS[quality].curve_key
+        if not curve or not total or curve[-1].get(key) is None:
             return None
         fraction = curve[-1]["step"] / total
         gains, same = [], []
         for ref in own + past:
-            at = metric_at(ref.curve, ref.total, fraction)
+            at = metric_at(ref.curve, ref.total, fraction, quality)
             if at is not None:
-                gains.append(ref.accuracy - at)
+                gains.append(ref.final - at)
                 if ref.method == trial.params.get("method"):
-                    same.append(ref.accuracy - at)
+                    same.append(ref.final - at)
         if not gains:
             return None
         chosen = same if len(same) >= self.min_same_method else gains
-        return curve[-1]["val_metric"] + np.array(chosen)
+        return _score(quality, curve[-1][key]) + np.array(chosen)
 
     def _log_seconds(
         self, trial: FrozenTrial, own: list[_Reference], past: list[_Reference]
@@ -246,18 +269,21 @@ class MetaPEFTPruner(BasePruner):
             return base - math.log(fraction), 0.3
         return base + float(np.median(ratios)), float(np.std(ratios)) + 0.02
 
-    def predict_final_accuracy(
-        self, study: Study, trial: FrozenTrial
-    ) -> tuple[float, float] | None:
-        """Mean and standard deviation of the trial's final accuracy, or None."""
-        finals = self._final_accuracies(trial, *self._references(study))
+    def predict_final_quality(self, study: Study, trial: FrozenTrial) -> tuple[float, float] | None:
+        """Mean and standard deviation of the trial's final quality score (accuracy, or
+        minus val_loss), or None (no quality objective, or a curve that says nothing)."""
+        quality = schema.quality_objective(schema.study_objectives(study))
+        if quality is None:
+            return None
+        finals = self._final_scores(trial, quality, *self._references(study, quality))
         if finals is None:
             return None
         return float(finals.mean()), math.sqrt(float(finals.var()) + self.noise_floor**2)
 
     def predict_log_seconds(self, study: Study, trial: FrozenTrial) -> tuple[float, float] | None:
         """Mean and standard deviation of the log of the trial's final training time."""
-        return self._log_seconds(trial, *self._references(study))
+        quality = schema.quality_objective(schema.study_objectives(study)) or "accuracy"
+        return self._log_seconds(trial, *self._references(study, quality))
 
     @staticmethod
     def predict_memory(trial: FrozenTrial) -> float | None:
@@ -268,11 +294,6 @@ class MetaPEFTPruner(BasePruner):
             memory = (trial.user_attrs.get(schema.TRIAL_PREDICTION) or {}).get("peak_memory_mb")
         return memory
 
-    def predict_cost(self, study: Study, trial: FrozenTrial) -> tuple[float | None, float | None]:
-        """Predicted (peak memory MB, training seconds) at the end of the trial."""
-        log_seconds = self.predict_log_seconds(study, trial)
-        return self.predict_memory(trial), math.exp(log_seconds[0]) if log_seconds else None
-
     def predict_outcome(
         self, study: Study, trial: FrozenTrial, finished: Sequence[FrozenTrial] | None = None
     ) -> PredictedOutcome | None:
@@ -280,8 +301,11 @@ class MetaPEFTPruner(BasePruner):
 
         ``finished``: the study's complete trials, when the caller has read them already.
         """
-        own, past = self._references(study, finished)
-        finals = self._final_accuracies(trial, own, past)
+        quality = schema.quality_objective(schema.study_objectives(study))
+        if quality is None:
+            return None
+        own, past = self._references(study, quality, finished)
+        finals = self._final_scores(trial, quality, own, past)
         if finals is None:
             return None
         log_seconds = self._log_seconds(trial, own, past)
@@ -304,29 +328,33 @@ class MetaPEFTPruner(BasePruner):
         outcome = self.predict_outcome(study, trial, finished)
         if outcome is None:
             return False
-        if len(study.directions) == 1:
-            values = [t.value for t in finished if t.value is not None]
-            if study.direction == StudyDirection.MAXIMIZE:
-                probability_worse = outcome.probability_accuracy_at_most(max(values))
-            else:
-                probability_worse = 1 - outcome.probability_accuracy_at_most(min(values))
-            return probability_worse > self.threshold
-        return self.probability_dominated(outcome, finished) > self.threshold
+        names = schema.study_objectives(study)
+        if len(names) == 1:
+            best = max(_score(names[0], t.value) for t in finished if t.value is not None)
+            return outcome.probability_accuracy_at_most(best) > self.threshold
+        return self.probability_dominated(outcome, finished, names) > self.threshold
 
     @staticmethod
-    def probability_dominated(outcome: PredictedOutcome, finished: Sequence[FrozenTrial]) -> float:
+    def probability_dominated(
+        outcome: PredictedOutcome,
+        finished: Sequence[FrozenTrial],
+        objectives: Sequence[str] = schema.DEFAULT_OBJECTIVES,
+    ) -> float:
         """The largest probability, over finished trials at most as heavy, that one is at
-        least as accurate and as fast as the predicted outcome (a lower bound on the
-        probability that some finished trial dominates it)."""
+        least as good and as fast as the predicted outcome (a lower bound on the
+        probability that some finished trial dominates it). Objectives the study does not
+        have (memory, time) do not count."""
+        quality = schema.quality_objective(objectives)
         largest = 0.0
         for other in finished:
-            if not other.values or len(other.values) != len(schema.OBJECTIVES):
+            values = schema.metrics_by_name(objectives, other.values)
+            if quality not in values:
                 continue
-            accuracy, memory, seconds = other.values
-            if outcome.memory is not None and memory > outcome.memory:
+            memory = values.get("peak_memory_mb")
+            if outcome.memory is not None and memory is not None and memory > outcome.memory:
                 continue
-            probability = outcome.probability_accuracy_at_most(
-                accuracy
-            ) * outcome.probability_at_least_as_slow(seconds)
+            probability = outcome.probability_accuracy_at_most(_score(quality, values[quality]))
+            if "train_seconds" in values:
+                probability *= outcome.probability_at_least_as_slow(values["train_seconds"])
             largest = max(largest, probability)
         return largest

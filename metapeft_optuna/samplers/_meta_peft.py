@@ -195,6 +195,12 @@ class MetaPEFTSampler(BaseSampler):
             )
         return None, None
 
+    def _objectives(self, study: Study) -> tuple[str, ...]:
+        """The study's objective names: the objective's, else the study's metric names."""
+        if self._objective is not None:
+            return self._objective.objectives
+        return schema.study_objectives(study)
+
     def _meta_system(self, study: Study) -> MetaPEFTSystem | None:
         if not self._system_ready:
             system = self._system
@@ -222,7 +228,7 @@ class MetaPEFTSampler(BaseSampler):
             proposal, phase = self._propose(study, trial, method_distribution)
             self._proposals[trial._trial_id] = proposal.params
         record = {"phase": phase, "reason": proposal.reason}
-        if np.isfinite(proposal.mean).all():
+        if np.isfinite(proposal.mean).any():
             record.update(proposal.prediction())
         study._storage.set_trial_user_attr(trial._trial_id, schema.TRIAL_PREDICTION, record)
         return proposal.params
@@ -242,17 +248,17 @@ class MetaPEFTSampler(BaseSampler):
         context = context_vector(chars, info) if chars is not None else None
         system = self._meta_system(study)
         rng = self._trial_rng(trial)
-        multi = len(study.directions) > 1
+        objectives = self._objectives(study)
         optimizer = self._optimizer
         fitted = system is not None and system.is_fitted and context is not None
 
         if fitted and trial.number < self._n_warm_start:
-            portfolio = self._portfolio(study, system, chars, info, methods, multi, rng)
+            portfolio = self._portfolio(study, system, chars, info, methods, objectives, rng)
             if trial.number < len(portfolio):
                 return portfolio[trial.number], "warm start"
         if fitted and self._explores(trial.number):
             # No PEFT parameters proposed: sample_independent hands every one to fallback.
-            nothing = np.full(3, np.nan)
+            nothing = np.full(len(schema.METRICS), np.nan)
             fallback = type(self._fallback).__name__
             if self._explore_every == 1:
                 phase, reason = "hand-over", f"after the warm start every trial goes to {fallback}"
@@ -272,7 +278,7 @@ class MetaPEFTSampler(BaseSampler):
             and "method" in t.params
         ]
         params = [_peft_params(t, self._peft_names) for t in done]
-        metrics = [_metrics(study, t) for t in done]
+        metrics = [schema.trial_metrics(objectives, t.values, t.user_attrs) for t in done]
 
         surrogate, seeds = None, []
         if fitted:
@@ -281,7 +287,9 @@ class MetaPEFTSampler(BaseSampler):
                 np.stack([self._space.encode(p) for p in params])
                 if params
                 else np.zeros((0, self._space.dimension)),
-                np.stack([target_vector(m) for m in metrics]) if metrics else np.zeros((0, 3)),
+                np.stack([target_vector(m) for m in metrics])
+                if metrics
+                else np.zeros((0, len(schema.METRICS))),
             )
             seeds = system.seed_configurations(context)
             phase = "model-based"
@@ -289,7 +297,7 @@ class MetaPEFTSampler(BaseSampler):
             # Without experience, every method is tried once before modelling the study.
             tried = {p["method"] for p in params} | {t.params["method"] for t in running}
             untried = set(optimizer.allowed(methods)) - tried
-            surrogate = None if untried else self._local_surrogate(study, done)
+            surrogate = None if untried else self._local_surrogate(study, done, objectives)
             phase = "model-based (this study only)" if surrogate is not None else "cold start"
         pending = []
         if surrogate is not None and running:
@@ -305,7 +313,7 @@ class MetaPEFTSampler(BaseSampler):
             n=1,
             rng=rng,
             seeds=seeds,
-            multi_objective=multi,
+            objectives=objectives,
             methods=methods,
             exclude=[_peft_params(t, self._peft_names) for t in running],
             pending=pending,
@@ -339,13 +347,14 @@ class MetaPEFTSampler(BaseSampler):
         chars: TaskCharacteristics,
         info: dict | None,
         methods: list[str] | None,
-        multi: bool,
+        objectives: tuple[str, ...],
         rng: np.random.Generator,
     ) -> list[Proposal]:
         key = f"{study._study_id}:{study.study_name}"
         if key in self._portfolios:
             return self._portfolios[key]
-        recommendation = system.recommend(chars, info, seed=self._seed)
+        quality = schema.quality_objective(objectives) or "accuracy"
+        recommendation = system.recommend(chars, info, seed=self._seed, quality=quality)
         context = context_vector(chars, info)
         first = None
         if methods is None or recommendation.method.value in methods:
@@ -368,7 +377,7 @@ class MetaPEFTSampler(BaseSampler):
             n=self._n_warm_start - (first is not None),
             rng=rng,
             seeds=system.seed_configurations(context),
-            multi_objective=multi,
+            objectives=objectives,
             methods=methods,
             exclude=[first.params] if first else [],
             pending=[first.mean] if first else [],
@@ -381,13 +390,16 @@ class MetaPEFTSampler(BaseSampler):
             study.set_user_attr(schema.STUDY_RECOMMENDATION, recommendation.to_dict())
         return portfolio
 
-    def _local_surrogate(self, study: Study, done: list[FrozenTrial]) -> PEFTSurrogate | None:
+    def _local_surrogate(
+        self, study: Study, done: list[FrozenTrial], objectives: tuple[str, ...]
+    ) -> PEFTSurrogate | None:
         """A surrogate fitted on this study's own trials (no experience available)."""
         attrs = study.user_attrs
         if len(done) < 4 or schema.STUDY_TASK not in attrs:
             return None
+        name = study.study_name
         experiences = [
-            e for t in done if (e := experience_from_trial(t, study.study_name, attrs)) is not None
+            e for t in done if (e := experience_from_trial(t, name, attrs, objectives)) is not None
         ]
         buffer = ExperienceBuffer(experiences)
         if len(buffer.complete()) < 4:
@@ -412,7 +424,7 @@ class MetaPEFTSampler(BaseSampler):
                 chars,
                 t.params["method"],
                 _peft_params(t, self._peft_names),
-                _metrics(study, t),
+                schema.trial_metrics(self._objectives(study), t.values, t.user_attrs),
                 model_info=info,
                 task_name=study.study_name,
                 learning_curve=t.user_attrs.get(schema.TRIAL_CURVE) or (),
@@ -452,16 +464,3 @@ def _contains(distribution: BaseDistribution, value: Any) -> bool:
 
 def _peft_params(trial: FrozenTrial, names: set[str]) -> dict[str, Any]:
     return {k: v for k, v in trial.params.items() if k in names}
-
-
-def _metrics(study: Study, trial: FrozenTrial) -> dict[str, float | None]:
-    values = trial.values or []
-    if len(values) == len(schema.OBJECTIVES):
-        return dict(zip(schema.OBJECTIVES, values))
-    metrics: dict[str, float | None] = dict.fromkeys(schema.OBJECTIVES)
-    if values:
-        direction = study.directions[0]
-        metrics["accuracy"] = (
-            values[0] if direction == optuna.study.StudyDirection.MAXIMIZE else -values[0]
-        )
-    return metrics

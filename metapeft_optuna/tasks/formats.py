@@ -1,20 +1,33 @@
-"""Read task data from JSONL (mlx-lm's three formats) and CSV, with file:line errors."""
+"""Read task data: mlx-lm's JSONL formats and data directories, and CSV, with file:line errors.
+
+Files are decoded as UTF-8; a byte-order mark (UTF-8, UTF-16 or UTF-32) is honoured and
+removed, and any other encoding is a :class:`~metapeft_optuna.errors.DataFormatError`
+that names the likely encoding and the ``iconv`` command that converts the file.
+"""
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
 from ..errors import DataFormatError
 from .task import DOMAINS, TASK_TYPES, Example, Task
 
+# In mlx-lm's detection order (mlx_lm/tuner/datasets.py, create_dataset): a record with
+# "prompt" and "completion" trains on the completion even if it also has "text".
 JSONL_FORMATS = {
-    "text": ("text",),
     "completions": ("prompt", "completion"),
     "chat": ("messages",),
+    "text": ("text",),
 }
+# The files of an mlx-lm data directory (``mlx_lm.lora --data DIR``), split by split.
+SPLIT_FILES = {"train": "train.jsonl", "valid": "valid.jsonl", "test": "test.jsonl"}
 CSV_INPUT_COLUMNS = ("input", "text", "prompt", "question", "sentence")
 CSV_LABEL_COLUMNS = ("label", "output", "completion", "answer", "target")
 CSV_TEMPLATE = "{input}\nAnswer:"
@@ -31,35 +44,48 @@ def load_task_file(
     label_column: str | None = None,
     template: str = CSV_TEMPLATE,
 ) -> Task:
-    """Load a task from a ``.jsonl`` or ``.csv`` file.
+    """Load a task from a ``.jsonl`` or ``.csv`` file, or an mlx-lm data directory.
 
-    JSONL lines use one of mlx-lm's formats: ``{"text"}``, ``{"prompt", "completion"}``
-    or ``{"messages": [{"role", "content"}, ...]}`` (the last message must be the
-    assistant's answer). CSV files need a header with an input and a label column.
+    JSONL lines use one of mlx-lm's formats, detected per line in mlx-lm's order:
+    ``{"prompt", "completion"}``, then ``{"messages": [{"role", "content"}, ...]}`` (the
+    last message must be the assistant's answer), then ``{"text"}``; one format per
+    file. CSV files need a header with an input and a label column. A single file is
+    split deterministically by :meth:`Task.splits`.
+
+    A directory is read as ``mlx_lm.lora --data DIR`` reads it: ``train.jsonl``
+    (required) becomes :attr:`Task.examples`, ``valid.jsonl`` :attr:`Task.validation`
+    (learning curves) and ``test.jsonl`` :attr:`Task.test` (the objectives), used as
+    given. Either of the last two may be missing; :meth:`Task.splits` then carves it
+    from the training examples. All files of a directory must share one format.
 
     Args:
-        path: The data file.
+        path: The data file or directory.
         task_type: Override the inferred type (see :data:`TASK_TYPES`). Inferred as
             ``language_modeling`` for text, ``classification`` when answers come from a
             small set, else ``generation``.
         domain: One of :data:`DOMAINS` (a meta-feature).
-        name: Task name (default: the file stem).
+        name: Task name (default: the file stem, or the directory's name).
         input_column: CSV input column (default: the first of
             :data:`CSV_INPUT_COLUMNS` present).
         label_column: CSV label column (default: the first of :data:`CSV_LABEL_COLUMNS`).
         template: CSV prompt template with an ``{input}`` field; the answer follows it
             after one space.
 
+    Returns:
+        The task; every example's ``origin`` is its ``file:line``.
+
     Raises:
         DataFormatError: Message starts with ``file:line:`` and says how to fix it.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataFormatError(path, None, "file not found.")
     if task_type is not None and task_type not in TASK_TYPES:
         raise DataFormatError(path, None, f"task_type={task_type!r}; use one of {TASK_TYPES}.")
     if domain not in DOMAINS:
         raise DataFormatError(path, None, f"domain={domain!r}; use one of {DOMAINS}.")
+    if path.is_dir():
+        return _load_directory(path, task_type, domain, name)
+    if not path.is_file():
+        raise DataFormatError(path, None, "file not found.")
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         examples, fmt = read_jsonl(path)
@@ -70,13 +96,57 @@ def load_task_file(
             path,
             None,
             f"unsupported file type {suffix!r}; use .jsonl "
-            "(text, prompt/completion or messages) or .csv.",
+            "(prompt/completion, messages or text) or .csv.",
         )
+    task_type = _task_type(task_type, fmt, examples, path)
+    return Task(name or path.stem, tuple(examples), task_type, domain, source=str(path))
+
+
+def _load_directory(path: Path, task_type: str | None, domain: str, name: str | None) -> Task:
+    train_file = path / SPLIT_FILES["train"]
+    if not train_file.is_file():
+        raise DataFormatError(
+            path,
+            None,
+            f"no {SPLIT_FILES['train']}; a data directory holds {SPLIT_FILES['train']} "
+            f"(required), {SPLIT_FILES['valid']} and {SPLIT_FILES['test']} (optional), "
+            "as for mlx_lm.lora --data; or pass a single .jsonl or .csv file.",
+        )
+    train, fmt, _ = _parse_jsonl(train_file)
+    given: dict[str, list[Example]] = {"valid": [], "test": []}
+    for split in given:
+        split_file = path / SPLIT_FILES[split]
+        if not split_file.is_file():
+            continue  # Task.splits carves the missing split from train
+        examples, split_fmt, first_line = _parse_jsonl(split_file)
+        if split_fmt != fmt:
+            # One format per task: its type, labels and scoring follow from the format.
+            raise DataFormatError(
+                split_file,
+                first_line,
+                f"lines are in the {split_fmt!r} format but {SPLIT_FILES['train']} is in "
+                f"{fmt!r}; use one format for all files of a data directory.",
+            )
+        given[split] = examples
+    everything = train + given["valid"] + given["test"]
+    task_type = _task_type(task_type, fmt, everything, path)
+    return Task(
+        name or path.resolve().name,
+        tuple(train),
+        task_type,
+        domain,
+        source=str(path),
+        validation=tuple(given["valid"]),
+        test=tuple(given["test"]),
+    )
+
+
+def _task_type(task_type: str | None, fmt: str, examples: list[Example], path: Path) -> str:
     if task_type is None:
-        task_type = "language_modeling" if fmt == "text" else infer_task_type(examples)
+        return "language_modeling" if fmt == "text" else infer_task_type(examples)
     if task_type == "language_modeling" and fmt != "text":
         raise DataFormatError(path, None, 'language_modeling needs {"text"} lines.')
-    return Task(name or path.stem, tuple(examples), task_type, domain, source=str(path))
+    return task_type
 
 
 def infer_task_type(examples: list[Example]) -> str:
@@ -88,36 +158,44 @@ def infer_task_type(examples: list[Example]) -> str:
 
 def read_jsonl(path: Path) -> tuple[list[Example], str]:
     """Parse a JSONL file; returns the examples and the format name."""
+    examples, fmt, _ = _parse_jsonl(path)
+    return examples, fmt
+
+
+def _parse_jsonl(path: Path) -> tuple[list[Example], str, int]:
+    """The examples, their format and the line number of the first one."""
     examples: list[Example] = []
     fmt: str | None = None
-    with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataFormatError(
-                    path, line_no, f"invalid JSON ({exc.msg} at column {exc.colno})."
-                ) from exc
-            if not isinstance(record, dict):
-                raise DataFormatError(
-                    path, line_no, f"each line must be a JSON object, got {type(record).__name__}."
-                )
-            line_fmt = _jsonl_format(record, path, line_no)
-            if fmt is None:
-                fmt = line_fmt
-            elif line_fmt != fmt:
-                raise DataFormatError(
-                    path,
-                    line_no,
-                    f"line is in the {line_fmt!r} format "
-                    f"but earlier lines are {fmt!r}; use one format per file.",
-                )
-            examples.append(_jsonl_example(record, line_fmt, path, line_no))
+    first_line = 0
+    # newline=None splits lines as open() does (\n, \r\n, \r) and not at U+2028 or
+    # U+0085, which JSON strings may contain.
+    for line_no, line in enumerate(io.StringIO(read_text(path), newline=None), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(
+                path, line_no, f"invalid JSON ({exc.msg} at column {exc.colno})."
+            ) from exc
+        if not isinstance(record, dict):
+            raise DataFormatError(
+                path, line_no, f"each line must be a JSON object, got {type(record).__name__}."
+            )
+        line_fmt = _jsonl_format(record, path, line_no)
+        if fmt is None:
+            fmt, first_line = line_fmt, line_no
+        elif line_fmt != fmt:
+            raise DataFormatError(
+                path,
+                line_no,
+                f"line is in the {line_fmt!r} format "
+                f"but earlier lines are {fmt!r}; use one format per file.",
+            )
+        examples.append(_jsonl_example(record, line_fmt, path, line_no))
     if fmt is None:
         raise DataFormatError(path, None, "the file has no examples.")
-    return examples, fmt
+    return examples, fmt, first_line
 
 
 def _jsonl_format(record: dict[str, Any], path: Path, line_no: int) -> str:
@@ -128,7 +206,7 @@ def _jsonl_format(record: dict[str, Any], path: Path, line_no: int) -> str:
         path,
         line_no,
         f"keys {sorted(record)} match no format; expected "
-        '{"text"}, {"prompt", "completion"} or {"messages"}.',
+        '{"prompt", "completion"}, {"messages"} or {"text"}.',
     )
 
 
@@ -143,11 +221,13 @@ def _string(value: Any, what: str, path: Path, line_no: int, allow_empty: bool =
 
 
 def _jsonl_example(record: dict[str, Any], fmt: str, path: Path, line_no: int) -> Example:
+    origin = f"{path}:{line_no}"
     if fmt == "text":
-        return Example("", _string(record["text"], '"text"', path, line_no))
+        return Example("", _string(record["text"], '"text"', path, line_no), origin=origin)
     if fmt == "completions":
         prompt = _string(record["prompt"], '"prompt"', path, line_no, allow_empty=True)
-        return Example(prompt, _string(record["completion"], '"completion"', path, line_no))
+        completion = _string(record["completion"], '"completion"', path, line_no)
+        return Example(prompt, completion, origin=origin)
     messages = record["messages"]
     if not isinstance(messages, list) or len(messages) < 2:
         raise DataFormatError(
@@ -177,7 +257,7 @@ def _jsonl_example(record: dict[str, Any], fmt: str, path: Path, line_no: int) -
             "assistant answer (it is what the model learns to produce).",
         )
     history = tuple((("role", r), ("content", c)) for r, c in pairs[:-1])
-    return Example("", pairs[-1][1], messages=history)
+    return Example("", pairs[-1][1], messages=history, origin=origin)
 
 
 def read_csv(
@@ -186,31 +266,30 @@ def read_csv(
     """Parse a CSV file with a header row into prompt/completion examples."""
     if "{input}" not in template:
         raise DataFormatError(path, None, f"template {template!r} has no {{input}} field.")
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if not header:
-            raise DataFormatError(path, 1, "the file is empty; expected a header row.")
-        header = [h.strip() for h in header]
-        x_col = _column(header, input_column, CSV_INPUT_COLUMNS, "input", path)
-        y_col = _column(header, label_column, CSV_LABEL_COLUMNS, "label", path)
-        examples = []
-        for row in reader:
-            row_no = reader.line_num
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                raise DataFormatError(
-                    path,
-                    row_no,
-                    f"{len(row)} fields but the header has "
-                    f"{len(header)}; quote fields that contain commas.",
-                )
-            x, y = row[x_col].strip(), row[y_col].strip()
-            for value, column in ((x, header[x_col]), (y, header[y_col])):
-                if not value:
-                    raise DataFormatError(path, row_no, f"empty {column!r} value.")
-            examples.append(Example(template.format(input=x), " " + y))
+    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    header = next(reader, None)
+    if not header:
+        raise DataFormatError(path, 1, "the file is empty; expected a header row.")
+    header = [h.strip() for h in header]
+    x_col = _column(header, input_column, CSV_INPUT_COLUMNS, "input", path)
+    y_col = _column(header, label_column, CSV_LABEL_COLUMNS, "label", path)
+    examples = []
+    for row in reader:
+        row_no = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise DataFormatError(
+                path,
+                row_no,
+                f"{len(row)} fields but the header has "
+                f"{len(header)}; quote fields that contain commas.",
+            )
+        x, y = row[x_col].strip(), row[y_col].strip()
+        for value, column in ((x, header[x_col]), (y, header[y_col])):
+            if not value:
+                raise DataFormatError(path, row_no, f"empty {column!r} value.")
+        examples.append(Example(template.format(input=x), " " + y, origin=f"{path}:{row_no}"))
     if not examples:
         raise DataFormatError(path, None, "the file has a header but no rows.")
     return examples
@@ -232,3 +311,164 @@ def _column(
         f"no {role} column: name one of {list(defaults)} in the "
         f"header, or pass {role}_column= (header: {header}).",
     )
+
+
+# Longest first: UTF-32-LE's mark starts with UTF-16-LE's.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+# Among encodings that decode a file equally well, the one to suggest. Windows-1252 comes
+# first: Excel and Windows editors write it in Western locales, and on a short file
+# charset_normalizer cannot tell it from near-identical code pages (it often says cp1250).
+_PREFERRED = ("cp1252", "latin_1", "iso8859_15", "cp1250", "cp1251", "cp932", "gb18030")
+# Python codec name -> (how to call it, iconv's name) where the generic rule is wrong.
+_NAMES = {
+    "latin_1": ("Latin-1", "ISO-8859-1"),
+    "cp932": ("Shift_JIS", "CP932"),
+    "shift_jis": ("Shift_JIS", "SHIFT_JIS"),
+    "mac_roman": ("Mac Roman", "MACINTOSH"),
+    "mac_cyrillic": ("Mac Cyrillic", "MACCYRILLIC"),
+    "utf_16_le": ("UTF-16LE without a byte-order mark", "UTF-16LE"),
+    "utf_16_be": ("UTF-16BE without a byte-order mark", "UTF-16BE"),
+    "utf_32_le": ("UTF-32LE without a byte-order mark", "UTF-32LE"),
+    "utf_32_be": ("UTF-32BE without a byte-order mark", "UTF-32BE"),
+}
+
+
+def read_text(path: Path) -> str:
+    """A data file's text: UTF-8, or any Unicode encoding announced by a byte-order mark.
+
+    The mark is removed, so it never ends up in a CSV header or the first JSON key.
+
+    Args:
+        path: The data file.
+
+    Returns:
+        The decoded text.
+
+    Raises:
+        DataFormatError: The file is not UTF-8 and has no byte-order mark; the message
+            gives the line of the first undecodable byte, the likely encoding, and the
+            ``iconv`` command that converts the file.
+    """
+    raw = path.read_bytes()
+    body, encoding = raw, "utf-8"
+    for bom, codec in _BOMS:
+        if raw.startswith(bom):
+            body, encoding = raw[len(bom) :], codec
+            break
+    try:
+        text = body.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise _decode_error(path, body, encoding, exc) from None
+    if encoding == "utf-8" and "\x00" in text:
+        # UTF-16 without a byte-order mark is valid UTF-8, full of NUL characters.
+        raise _nul_error(path, body, text)
+    return text
+
+
+def _line_of(body: bytes, encoding: str, offset: int) -> int:
+    return body[:offset].decode(encoding, errors="replace").count("\n") + 1
+
+
+def _decode_error(path: Path, body: bytes, encoding: str, exc: UnicodeDecodeError) -> Exception:
+    line = _line_of(body, encoding, exc.start)
+    byte = f"byte 0x{body[exc.start]:02x}"
+    if encoding != "utf-8":
+        name = encoding.upper()
+        return DataFormatError(
+            path,
+            line,
+            f"invalid {name} ({byte}) although the byte-order mark says {name}; the file "
+            "is damaged: export it again as UTF-8.",
+        )
+    if body.startswith(b"PK\x03\x04"):
+        return DataFormatError(
+            path, None, "a ZIP archive (an .xlsx workbook?), not text; save it as CSV UTF-8."
+        )
+    if re.search(r"[^\x00-\x7f\ufffd]", body.decode("utf-8", errors="replace")):
+        # Other non-ASCII characters decode as UTF-8: converting the whole file would
+        # garble them, so point at the damaged character instead.
+        return DataFormatError(
+            path,
+            line,
+            f"not UTF-8: {byte} cannot be decoded, though the rest of the file is UTF-8; "
+            "fix or delete the damaged character on this line.",
+        )
+    guess = _guess_encoding(body)
+    if guess is None:
+        return DataFormatError(
+            path,
+            line,
+            f"not UTF-8 ({byte}); save it as UTF-8, e.g. with: {_iconv('YOUR-ENCODING', path)}",
+        )
+    name, iconv_name = guess
+    return DataFormatError(
+        path,
+        line,
+        f"not UTF-8 (looks like {name}: {byte}); convert it with: {_iconv(iconv_name, path)}",
+    )
+
+
+def _nul_error(path: Path, body: bytes, text: str) -> Exception:
+    line = text.count("\n", 0, text.index("\x00")) + 1
+    guess = _guess_encoding(body)
+    if guess is None or not guess[1].startswith("UTF-"):
+        return DataFormatError(
+            path, line, "NUL bytes in a text file; is it binary? Save it as UTF-8 text."
+        )
+    name, iconv_name = guess
+    return DataFormatError(
+        path,
+        line,
+        f"NUL bytes: looks like {name}; convert it with: {_iconv(iconv_name, path)}",
+    )
+
+
+def _iconv(encoding: str, path: Path) -> str:
+    target = path.with_name(f"{path.stem}.utf8{path.suffix}")
+    return f"iconv -f {encoding} -t UTF-8 {shlex.quote(str(path))} > {shlex.quote(str(target))}"
+
+
+def _guess_encoding(body: bytes) -> tuple[str, str] | None:
+    """The likely encoding of ``body`` as (a readable name, iconv's name), if any.
+
+    Example:
+        >>> _guess_encoding("input,label\\nx,café\\n".encode("cp1252"))
+        ('Windows-1252', 'WINDOWS-1252')
+    """
+    from charset_normalizer import from_bytes  # only the error path needs it
+
+    matches = list(from_bytes(body))
+    if not matches:
+        return None
+    best = matches[0]
+    # Every encoding that decodes the file as well as the best guess (charset_normalizer's
+    # ranking among these is arbitrary on short files).
+    tied = {best.encoding, *best.could_be_from_charset}
+    for match in matches[1:]:
+        if match.chaos <= best.chaos and match.coherence >= best.coherence:
+            tied.update([match.encoding, *match.could_be_from_charset])
+    codec = next((c for c in _PREFERRED if c in tied), best.encoding)
+    return _encoding_names(codec)
+
+
+def _encoding_names(codec: str) -> tuple[str, str]:
+    """(readable name, iconv name) of a Python codec name.
+
+    Example:
+        >>> _encoding_names("cp1251"), _encoding_names("iso8859_15")
+        (('Windows-1251', 'WINDOWS-1251'), ('ISO-8859-15', 'ISO-8859-15'))
+    """
+    if codec in _NAMES:
+        return _NAMES[codec]
+    if match := re.fullmatch(r"cp(125\d)", codec):
+        return f"Windows-{match[1]}", f"WINDOWS-{match[1]}"
+    if match := re.fullmatch(r"iso8859_(\d+)", codec):
+        return f"ISO-8859-{match[1]}", f"ISO-8859-{match[1]}"
+    name = codec.upper().replace("_", "-")
+    return name, name

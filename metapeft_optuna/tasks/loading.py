@@ -1,4 +1,4 @@
-"""``load_task``: a built-in task name (optionally ``@size``) or a data file."""
+"""``load_task``: a built-in task name (optionally ``@size``), a data file or directory."""
 
 from __future__ import annotations
 
@@ -8,22 +8,31 @@ from typing import Any
 from ..errors import UnknownTaskError
 from .formats import load_task_file
 from .task import Task
-from .zoo import BUILTIN_TASKS, DEFAULT_SIZE, build_builtin, standard_sizes
+from .zoo import BUILTIN_TASKS, builtin_task, standard_sizes
 
 
 def load_task(spec: str | Path, *, size: int | None = None, **file_options: Any) -> Task:
-    """Load a built-in task or a JSONL/CSV file.
+    """Load a built-in task, a JSONL/CSV file, or an mlx-lm data directory.
 
     Args:
-        spec: ``"word_sentiment"``, ``"word_sentiment@256"``, or a path to a ``.jsonl``
-            or ``.csv`` file.
-        size: Number of examples (label-balanced subsample). Built-in tasks default to
-            ``min(512, all)``; files default to all their examples.
+        spec: ``"word_sentiment"``, ``"word_sentiment@256"``, a path to a ``.jsonl``
+            or ``.csv`` file, or a directory with ``train.jsonl`` and optionally
+            ``valid.jsonl`` and ``test.jsonl`` (as for ``mlx_lm.lora --data``; a missing
+            split is carved from ``train.jsonl``, see :func:`load_task_file`).
+        size: Number of examples (label-balanced subsample). For built-in tasks, the
+            number of *training* examples (default ``min(512, all)``), next to a fixed
+            held-out set of 400 test and 64 validation examples where the task's pool
+            allows (see :mod:`metapeft_optuna.tasks.zoo`); files default to all their
+            examples. A directory's given validation and test examples are kept whole.
         **file_options: Passed to :func:`load_task_file` for files (``task_type``,
-            ``domain``, ``input_column``, ``label_column``, ``template``).
+            ``domain``, ``name``, ``input_column``, ``label_column``, ``template``).
+
+    Returns:
+        The task.
 
     Raises:
-        UnknownTaskError: ``spec`` is neither a built-in name nor an existing file.
+        UnknownTaskError: ``spec`` is neither a built-in name nor an existing file or
+            directory.
         DataFormatError: The file is malformed (``file:line: what is wrong``).
 
     Example:
@@ -41,16 +50,14 @@ def load_task(spec: str | Path, *, size: int | None = None, **file_options: Any)
                     "positive integer, e.g. word_sentiment@256."
                 )
             size = int(size_text)
-        task = build_builtin(base)
-        size = size or min(DEFAULT_SIZE, len(task.examples))
-        return task.subsample(size) if size < len(task.examples) else task
+        return builtin_task(base, size)
     path = Path(spec).expanduser()
     if path.exists() or path.suffix.lower() in {".jsonl", ".csv"}:
         task = load_task_file(path, **file_options)
         return task.subsample(size) if size else task
     raise UnknownTaskError(
         f"unknown task {text!r}: not a built-in task (see `metapeft tasks "
-        f"list`: {', '.join(sorted(BUILTIN_TASKS))}) and not a file."
+        f"list`: {', '.join(sorted(BUILTIN_TASKS))}) and not a file or data directory."
     )
 
 

@@ -27,6 +27,8 @@ class Example:
         completion: The answer the model learns to produce; the loss is on it alone.
         messages: For chat data, the conversation before the answer (role/content
             dicts); the prompt is then rendered with the tokenizer's chat template.
+        origin: Where the example was read, ``"file:line"`` (empty for built-in data);
+            warnings name it. Not part of equality or hashing.
 
     Example:
         >>> Example("Word: good, sentiment:", " positive").render_prompt(tokenizer=None)
@@ -36,6 +38,7 @@ class Example:
     prompt: str
     completion: str
     messages: tuple[tuple[tuple[str, str], ...], ...] | None = None
+    origin: str = field(default="", compare=False, repr=False)
 
     def render_prompt(self, tokenizer: Any) -> str:
         """The prompt text, rendering chat messages with ``tokenizer``'s template."""

@@ -7,9 +7,10 @@ vocabulary. Right padding needs no attention mask: causal attention never looks 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 import mlx.core as mx
 import numpy as np
@@ -18,6 +19,11 @@ from ..tasks import Example
 
 LENGTH_QUANTUM = 2  # pad lengths to even numbers: little padding, few recompilations
 ANSWER_QUANTUM = 2
+NAMED_OFFENDERS = 3  # examples a truncation warning names by file:line
+
+
+class TruncationWarning(UserWarning):
+    """Some examples were longer than ``max_length`` and were truncated or dropped."""
 
 
 @dataclass(frozen=True)
@@ -30,7 +36,7 @@ class EncodedExample:
     """
 
     prompt: tuple[int, ...]
-    answer: tuple[int, ...]  # ends with the end-of-sequence token
+    answer: tuple[int, ...]  # ends with the end-of-sequence token, unless truncated
 
     @property
     def length(self) -> int:
@@ -60,17 +66,143 @@ def eos_id(tokenizer: Any) -> int:
     return min(ids) if ids else int(tokenizer.eos_token_id)
 
 
-def encode_example(example: Example, tokenizer: Any) -> EncodedExample:
-    """Tokenise prompt and answer separately (so scoring sees the same boundary)."""
+@overload
+def encode_example(example: Example, tokenizer: Any, max_length: None = None) -> EncodedExample: ...
+
+
+@overload
+def encode_example(example: Example, tokenizer: Any, max_length: int) -> EncodedExample | None: ...
+
+
+def encode_example(
+    example: Example, tokenizer: Any, max_length: int | None = None
+) -> EncodedExample | None:
+    """Tokenise prompt and answer separately (so scoring sees the same boundary).
+
+    Args:
+        example: The example.
+        tokenizer: Its ``encode`` gives token ids; the answer ends with the EOS token.
+        max_length: Most tokens the model may read (:attr:`EncodedExample.length`);
+            longer examples are cut as :func:`truncate_example` does. None: no limit.
+
+    Returns:
+        The encoded example; None when ``max_length`` leaves no answer token.
+    """
     prompt = tokenizer.encode(example.render_prompt(tokenizer), add_special_tokens=False)
     answer = tokenizer.encode(example.completion, add_special_tokens=False) + [eos_id(tokenizer)]
     if not prompt:  # plain text: the first token is context, the rest is predicted
         prompt, answer = answer[:1], answer[1:]
-    return EncodedExample(tuple(prompt), tuple(answer))
+    encoded = EncodedExample(tuple(prompt), tuple(answer))
+    return encoded if max_length is None else truncate_example(encoded, max_length)
 
 
-def encode_task_examples(examples: Sequence[Example], tokenizer: Any) -> list[EncodedExample]:
-    return [encode_example(e, tokenizer) for e in examples]
+def truncate_example(encoded: EncodedExample, max_length: int) -> EncodedExample | None:
+    """Cut ``encoded`` to ``max_length`` model-read tokens, keeping the first ones.
+
+    As mlx-lm's ``iterate_batches`` does with ``max_seq_length``: the sequence
+    ``prompt + answer`` keeps its first tokens, so the answer keeps the tokens that fit
+    (and loses its EOS token when cut).
+
+    Args:
+        encoded: The example.
+        max_length: Most tokens the model may read; at least 1.
+
+    Returns:
+        ``encoded`` itself when it fits; a copy with a shortened answer; or None when
+        the prompt alone leaves no answer token to learn.
+
+    Raises:
+        ValueError: ``max_length`` is below 1.
+
+    Example:
+        >>> truncate_example(EncodedExample((5, 6, 7), (8, 9, 2)), max_length=4)
+        EncodedExample(prompt=(5, 6, 7), answer=(8, 9))
+        >>> truncate_example(EncodedExample((5, 6, 7), (8, 2)), max_length=2) is None
+        True
+    """
+    if max_length < 1:
+        raise ValueError(f"max_length={max_length}; it must be at least 1.")
+    if encoded.length <= max_length:
+        return encoded
+    # The model reads prompt + answer[:-1], so max_length + 1 tokens of the sequence fit.
+    fitting = max_length + 1 - len(encoded.prompt)
+    if fitting < 1:
+        return None
+    return EncodedExample(encoded.prompt, encoded.answer[:fitting])
+
+
+def encode_task_examples(
+    examples: Sequence[Example], tokenizer: Any, max_length: int | None = None
+) -> list[EncodedExample]:
+    """Encode ``examples``, truncating (or dropping) those longer than ``max_length``.
+
+    Args:
+        examples: The examples, in order.
+        tokenizer: As for :func:`encode_example`.
+        max_length: Most tokens the model may read per example, typically the model's
+            context length; None: no limit.
+
+    Returns:
+        The encoded examples, in order, without the dropped ones.
+
+    Warns:
+        TruncationWarning: Once per call when any example was truncated or dropped,
+            with counts, the longest length, and the ``file:line`` of the first ones.
+    """
+    encoded = [encode_example(e, tokenizer) for e in examples]
+    if max_length is None:
+        return encoded
+    kept: list[EncodedExample] = []
+    long: list[tuple[int, int, bool]] = []  # (index, length, dropped)
+    for index, item in enumerate(encoded):
+        if item.length <= max_length:
+            kept.append(item)
+            continue
+        cut = truncate_example(item, max_length)
+        long.append((index, item.length, cut is None))
+        if cut is not None:
+            kept.append(cut)
+    if long:
+        message = _truncation_message(examples, long, max_length)
+        warnings.warn(message, TruncationWarning, stacklevel=2)
+    return kept
+
+
+def _truncation_message(
+    examples: Sequence[Example], long: list[tuple[int, int, bool]], max_length: int
+) -> str:
+    def where(index: int) -> str:
+        return examples[index].origin or f"example {index + 1}"
+
+    index, length, dropped = long[0]
+    if dropped:
+        first = (
+            f"{where(index)}: example is {length} tokens and its prompt alone fills "
+            f"max_length={max_length}; dropped it (no answer token would be left)"
+        )
+    else:
+        first = (
+            f"{where(index)}: example is {length} tokens; truncated to "
+            f"max_length={max_length}, keeping its first tokens, as mlx-lm does"
+        )
+    n_dropped = sum(d for _, _, d in long)
+    n_cut = len(long) - n_dropped
+    if not n_dropped:
+        summary = f"{n_cut} of {len(examples)} examples truncated"
+    elif not n_cut:
+        summary = f"{n_dropped} of {len(examples)} examples dropped"
+    else:
+        summary = (
+            f"{len(long)} of {len(examples)} examples too long "
+            f"({n_cut} truncated, {n_dropped} dropped)"
+        )
+    others = ", ".join(where(i) for i, _, _ in long[1:NAMED_OFFENDERS])
+    if others:
+        summary += f" (also {others}{', ...' if len(long) > NAMED_OFFENDERS else ''})"
+    return (
+        f"{first}; {summary}; the longest is {max(n for _, n, _ in long)} tokens. "
+        "Shorten or split long examples to train on them whole."
+    )
 
 
 def _round_up(value: int, quantum: int) -> int:

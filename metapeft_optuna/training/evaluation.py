@@ -23,7 +23,7 @@ import numpy as np
 
 from ..peft import BaseAdapter
 from ..tasks import Task, normalize_answer
-from .batching import EncodedExample, collate, encode_example, eos_id
+from .batching import EncodedExample, collate, eos_id
 from .loss import answer_logits
 
 EVAL_BATCH = 32
@@ -64,7 +64,15 @@ class LabelSet:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Loss and metric on a set of examples.
+    """Loss and metric on a set of examples, with their standard errors.
+
+    Attributes:
+        loss: Mean cross-entropy of the answer tokens (nats per token, all tokens of all
+            examples weighted alike, as mlx-lm's validation loss).
+        metric: Label accuracy, token exact match or next-token accuracy (a fraction).
+        count: Number of examples.
+        loss_se: Standard error of ``loss`` (examples as clusters of tokens).
+        metric_se: Standard error of ``metric``.
 
     Example:
         >>> Evaluation(loss=0.7, metric=0.5, count=10).metric
@@ -74,6 +82,32 @@ class Evaluation:
     loss: float
     metric: float
     count: int
+    loss_se: float = float("nan")
+    metric_se: float = float("nan")
+
+
+def ratio_mean_and_se(sums: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
+    """``sum(sums) / sum(counts)`` and its standard error with each example as a cluster
+    (the ratio estimator's linearised variance): tokens of one example are not
+    independent, examples are.
+
+    Example:
+        >>> mean, se = ratio_mean_and_se(np.array([1.0, 3.0]), np.array([1, 1]))
+        >>> mean, round(se, 3)
+        (2.0, 1.0)
+    """
+    sums, counts = np.asarray(sums, dtype=float), np.asarray(counts, dtype=float)
+    mean = float(sums.sum() / counts.sum())
+    m = len(sums)
+    if m < 2:
+        return mean, float("nan")
+    residual = sums - mean * counts
+    return mean, float(np.sqrt((residual**2).sum() / (m - 1) / m) / counts.mean())
+
+
+def proportion_se(p: float, n: int) -> float:
+    """Standard error ``sqrt(p (1 - p) / n)`` of a proportion measured on ``n`` examples."""
+    return float(np.sqrt(p * (1 - p) / n)) if n > 0 else float("nan")
 
 
 def _batches(examples: Sequence[EncodedExample]):
@@ -89,38 +123,44 @@ def teacher_forced(
     task_type: str,
     labels: LabelSet | None,
 ) -> Evaluation:
-    """Loss and metric from one forward pass per batch (the learning-curve evaluation).
+    """Loss and metric from one forward pass per batch (learning curves, and the test
+    split's loss).
 
     The metric is label accuracy for classification (from the same pass when the
     labels' first tokens differ, else by label likelihood), token exact match for
     generation and next-token accuracy for language modelling.
     """
     by_likelihood = labels is not None and not labels.first_tokens_distinct
-    loss_sum = metric_sum = 0.0
-    tokens_seen = 0
+    nll_sums, token_counts, hits = [], [], []
     for chunk in _batches(examples):
         batch = collate(chunk)
         logits = answer_logits(adapter, batch).astype(mx.float32)
         nll = nn.losses.cross_entropy(logits, batch.targets) * batch.mask
         correct = (mx.argmax(logits, axis=-1) == batch.targets) * batch.mask
         per_example_tokens = batch.mask.sum(axis=1)
-        loss_sum += float((nll.sum(axis=1) / per_example_tokens).sum())
+        nll_sums.append(np.array(nll.sum(axis=1)))
+        token_counts.append(np.array(per_example_tokens))
         if by_likelihood:
             predicted = _classify_by_likelihood(adapter, chunk, labels)
             gold = [labels.token_ids.index(e.answer) for e in chunk]
-            metric_sum += sum(p == g for p, g in zip(predicted, gold))
+            hits.append(np.array([p == g for p, g in zip(predicted, gold)], dtype=float))
         elif labels is not None:
             first = logits[:, 0, mx.array(labels.first_tokens)]
             choice = mx.array(labels.first_tokens)[mx.argmax(first, axis=-1)]
-            metric_sum += float((choice == batch.targets[:, 0]).sum())
+            hits.append(np.array(choice == batch.targets[:, 0], dtype=float))
         elif task_type == "language_modeling":
-            metric_sum += float(correct.sum())
-            tokens_seen += int(batch.mask.sum())
+            hits.append(np.array(correct.sum(axis=1)))  # correct tokens per example
         else:
-            metric_sum += float((correct.sum(axis=1) == per_example_tokens).sum())
-    n = len(examples)
-    metric = metric_sum / tokens_seen if task_type == "language_modeling" else metric_sum / n
-    return Evaluation(loss_sum / n, metric, n)
+            hits.append(np.array(correct.sum(axis=1) == per_example_tokens, dtype=float))
+    counts = np.concatenate(token_counts)
+    loss, loss_se = ratio_mean_and_se(np.concatenate(nll_sums), counts)
+    hit = np.concatenate(hits)
+    if task_type == "language_modeling":
+        metric, metric_se = ratio_mean_and_se(hit, counts)
+    else:
+        metric = float(hit.mean())
+        metric_se = proportion_se(metric, len(hit))
+    return Evaluation(loss, metric, len(examples), loss_se, metric_se)
 
 
 def classify(
@@ -187,22 +227,56 @@ def greedy_decode(
     return outputs
 
 
-def final_accuracy(
-    adapter: BaseAdapter, task: Task, examples: Sequence, tokenizer: Any, labels: LabelSet | None
-) -> float:
-    """The trial's accuracy objective on held-out ``examples`` (``Example`` objects)."""
-    encoded = [encode_example(e, tokenizer) for e in examples]
+def score_test(
+    adapter: BaseAdapter,
+    task: Task,
+    examples: Sequence,
+    encoded: Sequence[EncodedExample],
+    tokenizer: Any,
+    labels: LabelSet | None,
+    *,
+    accuracy: bool = True,
+) -> dict[str, float]:
+    """Every test metric of a trial, with standard errors.
+
+    Args:
+        adapter: The trained adapter (or the untuned model, for the zero-shot baseline).
+        task: The task (its type decides how accuracy is scored).
+        examples: The test ``Example`` objects.
+        encoded: The same examples tokenised.
+        tokenizer: Decodes generated answers.
+        labels: The classification label set, else None.
+        accuracy: Also score accuracy. Off for free-form answers, where greedy decoding
+            is the costly part and exact match carries no signal.
+
+    Returns:
+        ``{"val_loss", "val_loss_se", "perplexity", "test_examples"}`` plus
+        ``"accuracy"``, ``"accuracy_se"`` when scored. ``val_loss`` is in nats per answer
+        token; ``perplexity`` is ``exp(val_loss)``.
+    """
+    forced = teacher_forced(adapter, encoded, task.task_type, labels)
+    scores = {
+        "val_loss": forced.loss,
+        "val_loss_se": forced.loss_se,
+        "perplexity": float(np.exp(min(forced.loss, 50.0))),
+        "test_examples": len(encoded),
+    }
+    if task.task_type == "language_modeling":  # next-token accuracy, from the same pass
+        return {**scores, "accuracy": forced.metric, "accuracy_se": forced.metric_se}
+    if not accuracy:
+        return scores
     if task.task_type == "classification" and labels is not None:
         gold = [labels.labels.index(e.completion) for e in examples]
-        predicted = classify(adapter, encoded, labels)
-        return float(np.mean(np.array(predicted) == np.array(gold)))
-    if task.task_type == "language_modeling":
-        return teacher_forced(adapter, encoded, task.task_type, None).metric
-    stop = set(getattr(tokenizer, "eos_token_ids", None) or [eos_id(tokenizer)])
-    longest = max(len(e.answer) for e in encoded)
-    decoded = greedy_decode(adapter, [e.prompt for e in encoded], longest + 2, stop)
-    hits = [
-        normalize_answer(tokenizer.decode(tokens)) == normalize_answer(example.completion)
-        for tokens, example in zip(decoded, examples)
-    ]
-    return float(np.mean(hits))
+        value = float(np.mean(np.array(classify(adapter, encoded, labels)) == np.array(gold)))
+        se = proportion_se(value, len(encoded))
+    else:
+        stop = set(getattr(tokenizer, "eos_token_ids", None) or [eos_id(tokenizer)])
+        longest = max(len(e.answer) for e in encoded)
+        decoded = greedy_decode(adapter, [e.prompt for e in encoded], longest + 2, stop)
+        hits = [
+            normalize_answer(tokenizer.decode(tokens)) == normalize_answer(example.completion)
+            for tokens, example in zip(decoded, examples)
+        ]
+        value = float(np.mean(hits))
+        se = proportion_se(value, len(hits))
+    return {**scores, "accuracy": value, "accuracy_se": se}

@@ -16,6 +16,7 @@ from ..errors import ConfigError, MetaLearningError
 from ..models import LoadedModel, load_model
 from ..models.info import describe
 from ..tasks import Task, TaskCharacteristics, load_task
+from .baseline import zero_shot
 from .results import CurvePoint, TrainingBudget, TrialResult
 from .search_space import PEFTSearchSpace
 from .trainer import PreparedTask, fine_tune
@@ -26,9 +27,18 @@ logger = logging.getLogger("metapeft_optuna")
 class PEFTObjective:
     """Fine-tune ``model`` on ``task`` with the configuration a trial suggests.
 
-    Returns ``(accuracy, peak memory MB, training seconds)`` for studies with
-    directions ``["maximize", "minimize", "minimize"]`` (or only accuracy with
-    ``objectives=("accuracy",)``). Works with any Optuna sampler.
+    Returns the objectives named in ``objectives`` (any subset of
+    ``schema.METRICS`` in any order: ``accuracy``, ``val_loss`` in nats per answer token,
+    ``peak_memory_mb``, ``train_seconds``); :attr:`directions` gives the study's
+    directions and the first trial records the names as the study's metric names, so the
+    sampler, pruner and experience reader read every value by name. By default the
+    quality objective is the task's (:attr:`Task.quality_objective`: accuracy where
+    answers can be checked exactly, val_loss for language modelling and free-form
+    answers), followed by peak memory and training time. Every trial also records all
+    test metrics with their standard errors (the ``metrics`` user attribute), and the
+    first trial of a study measures the untuned model on the same test split (the
+    zero-shot baseline, the ``metapeft_zero_shot`` study attribute). Works with any Optuna
+    sampler.
 
     A configuration that cannot be trained (NaN loss, too many virtual tokens for the
     context, memory ceiling exceeded, ...) is recorded in the trial's ``fail_reason``
@@ -44,7 +54,12 @@ class PEFTObjective:
         budget: The :class:`TrainingBudget` of each trial.
         adapters_dir: Save each trial's adapter under
             ``adapters_dir/<study name>/trial-<number>`` (None: do not save).
-        objectives: Which of ``schema.OBJECTIVES`` to return, in that order.
+        objectives: Names of the objectives to return, in that order (default: the
+            task's quality objective, ``peak_memory_mb``, ``train_seconds``).
+
+    Raises:
+        ConfigError: An unknown or repeated objective name; or, at the first trial, a
+            study whose metric names or directions are not these objectives'.
 
     Example:
         >>> import optuna
@@ -65,24 +80,30 @@ class PEFTObjective:
         search_space: PEFTSearchSpace | None = None,
         budget: TrainingBudget | None = None,
         adapters_dir: str | Path | None = None,
-        objectives: Sequence[str] = schema.OBJECTIVES,
+        objectives: Sequence[str] | None = None,
     ):
-        unknown = [o for o in objectives if o not in schema.OBJECTIVES]
-        if unknown or not objectives:
-            raise ConfigError(f"objectives={list(objectives)}; choose from {schema.OBJECTIVES}.")
         self.task = load_task(task) if isinstance(task, str) else task
+        self.objectives = schema.check_objectives(
+            objectives or schema.default_objectives(self.task.quality_objective)
+        )
         self.model_spec = model if isinstance(model, str) else None
         self._loaded = None if isinstance(model, str) else _as_loaded(model)
         self.search_space = search_space or PEFTSearchSpace()
         self.budget = budget or TrainingBudget()
         self.adapters_dir = Path(adapters_dir) if adapters_dir is not None else None
-        self.objectives = tuple(objectives)
         self._prepared: PreparedTask | None = None
         self._characteristics: TaskCharacteristics | None = None
 
     @property
     def directions(self) -> list[str]:
-        return [schema.DIRECTIONS[schema.OBJECTIVES.index(o)] for o in self.objectives]
+        """The study directions of :attr:`objectives`, in order."""
+        return schema.directions(self.objectives)
+
+    @property
+    def scores_accuracy(self) -> bool:
+        """Whether trials score test accuracy (skipped for free-form answers unless it is
+        an objective: greedy decoding is the costly part of evaluation)."""
+        return "accuracy" in self.objectives or self.task.quality_objective == "accuracy"
 
     @property
     def loaded(self) -> LoadedModel:
@@ -93,7 +114,16 @@ class PEFTObjective:
     @property
     def prepared(self) -> PreparedTask:
         if self._prepared is None:
-            self._prepared = PreparedTask.prepare(self.task, self.loaded.tokenizer, self.budget)
+            context = self.loaded.info.context_length
+            # Room for the most virtual tokens a trial may prepend (prompt methods), up
+            # to half the context: trials with more fail with their own reason.
+            reserve = min(self.search_space.max_virtual_tokens(), (context or 0) // 2)
+            self._prepared = PreparedTask.prepare(
+                self.task,
+                self.loaded.tokenizer,
+                self.budget,
+                max_length=context - reserve if context else None,
+            )
         return self._prepared
 
     @property
@@ -111,6 +141,7 @@ class PEFTObjective:
         return {
             schema.STUDY_TASK: {
                 "name": self.task.name,
+                "quality": self.task.quality_objective,
                 "characteristics": self.characteristics.to_dict(),
             },
             schema.STUDY_MODEL: self.loaded.info.to_dict(),
@@ -118,14 +149,35 @@ class PEFTObjective:
         }
 
     def _mark_study(self, study: optuna.Study) -> None:
+        names = study.metric_names
+        if names is None:  # a new study (or one from before objectives had names)
+            if schema.directions(self.objectives) != [d.name.lower() for d in study.directions]:
+                raise ConfigError(
+                    f"the study's directions {[d.name.lower() for d in study.directions]} "
+                    f"do not match objectives {list(self.objectives)}; create it with "
+                    "directions=objective.directions."
+                )
+            with warnings.catch_warnings():  # experimental API, stable enough for labels
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(list(self.objectives))
+        elif schema.objectives_of(names, study.directions) != self.objectives:
+            raise ConfigError(
+                f"study {study.study_name!r} optimises "
+                f"{list(schema.objectives_of(names, study.directions))}, not "
+                f"{list(self.objectives)}; pass the same objectives or use a new study name."
+            )
         existing = study.user_attrs
         for key, value in self.study_attributes().items():
             if key not in existing:
                 study.set_user_attr(key, value)
-        if len(self.objectives) > 1 and study.metric_names is None:
-            with warnings.catch_warnings():  # experimental API, stable enough for labels
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                study.set_metric_names(list(self.objectives))
+        if schema.STUDY_BASELINE not in existing:
+            baseline = zero_shot(self.loaded, self.prepared, self.scores_accuracy)
+            study.set_user_attr(schema.STUDY_BASELINE, baseline)
+            logger.info("zero-shot baseline on %s: %s", self.task.name, baseline)
+
+    def zero_shot_baseline(self, study: optuna.Study) -> dict[str, float] | None:
+        """The study's zero-shot baseline (None before its first trial)."""
+        return study.user_attrs.get(schema.STUDY_BASELINE)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         self._mark_study(trial.study)
@@ -148,27 +200,29 @@ class PEFTObjective:
                 self.budget,
                 output_dir=output_dir,
                 on_curve_point=lambda p: self._on_curve_point(trial, p),
+                score_accuracy=self.scores_accuracy,
             )
         except MetaLearningError as exc:
             trial.set_user_attr(schema.TRIAL_FAIL_REASON, str(exc))
             logger.warning("trial %d failed: %s", trial.number, exc)
             nan = float("nan")
             return nan if len(self.objectives) == 1 else tuple(nan for _ in self.objectives)
-        self._record(trial, result)
-        values = dict(zip(schema.OBJECTIVES, result.objectives))
-        chosen = tuple(values[o] for o in self.objectives)
-        return chosen[0] if len(chosen) == 1 else chosen
+        values = result.values(self.objectives)
+        self._record(trial, result, values)
+        return values[0] if len(values) == 1 else values
 
-    @staticmethod
-    def _on_curve_point(trial: optuna.Trial, point: CurvePoint) -> None:
+    def _on_curve_point(self, trial: optuna.Trial, point: CurvePoint) -> None:
         from ..pruners import reporting
 
-        reporting.report(trial, point.to_dict())
+        # Single-objective pruners compare what tracks the study's own objective.
+        curve_key = schema.OBJECTIVE_SPECS[self.objectives[0]].curve_key
+        reporting.report(trial, point.to_dict(), metric=curve_key)
         if reporting.should_prune(trial):
             raise optuna.TrialPruned(f"pruned at step {point.step}")
 
     @staticmethod
-    def _record(trial: optuna.Trial, result: TrialResult) -> None:
+    def _record(trial: optuna.Trial, result: TrialResult, values: tuple[float, ...]) -> None:
+        trial.set_user_attr(schema.TRIAL_METRICS, result.metrics)
         trial.set_user_attr(schema.TRIAL_PARAMETERS, result.trainable_parameters)
         trial.set_user_attr(schema.TRIAL_CURVE, [p.to_dict() for p in result.learning_curve])
         trial.set_user_attr(schema.TRIAL_EVAL_SECONDS, result.eval_seconds)
@@ -177,7 +231,7 @@ class PEFTObjective:
             trial.set_user_attr(schema.TRIAL_ADAPTER, result.adapter_path)
         for key, value in result.extra.items():
             trial.set_user_attr(key, value)
-        if not all(math.isfinite(v) for v in result.objectives):
+        if not all(math.isfinite(v) for v in values):
             trial.set_user_attr(schema.TRIAL_FAIL_REASON, "non-finite objective values")
 
 

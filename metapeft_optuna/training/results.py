@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -15,7 +16,8 @@ class TrainingBudget:
     Attributes:
         max_train_examples: Cap on the training split (None: all).
         curve_examples: Validation examples scored at every learning-curve point.
-        eval_examples: Held-out test examples scored for the accuracy objective.
+        eval_examples: Held-out test examples scored for the objectives (400 gives an
+            accuracy standard error of at most 0.025).
         curve_points: Number of learning-curve points (evenly spaced, last at the end).
         memory_limit_mb: Fail the trial when peak memory exceeds this (None: no limit).
         max_grad_norm: Gradient clipping (None: off).
@@ -29,7 +31,7 @@ class TrainingBudget:
 
     max_train_examples: int | None = None
     curve_examples: int = 32
-    eval_examples: int = 100
+    eval_examples: int = 400
     curve_points: int = 4
     memory_limit_mb: float | None = None
     max_grad_norm: float | None = 1.0
@@ -82,7 +84,10 @@ class TrialResult:
     """The outcome of one fine-tune.
 
     Attributes:
-        accuracy: Held-out test accuracy (the first objective).
+        metrics: What the held-out test split measured: ``val_loss`` (nats per answer
+            token), ``val_loss_se``, ``perplexity``, ``test_examples``, and ``accuracy``,
+            ``accuracy_se`` where accuracy was scored (see
+            :func:`~metapeft_optuna.training.evaluation.score_test`).
         peak_memory_mb: Peak MLX memory while training, weights included.
         train_seconds: Wall time of the training loop (evaluations excluded).
         eval_seconds: Wall time of all evaluations (curve points and final test).
@@ -94,12 +99,13 @@ class TrialResult:
         tokens_per_second: Training tokens (padding excluded) per training second.
 
     Example:
-        >>> r = TrialResult(0.9, 600.0, 20.0, 3.0, 1792, [], None, "lora", {})
-        >>> r.objectives
-        (0.9, 600.0, 20.0)
+        >>> r = TrialResult({"accuracy": 0.9, "val_loss": 0.3}, 600.0, 20.0, 3.0, 1792, [],
+        ...                 None, "lora", {})
+        >>> r.values(("val_loss", "train_seconds"))
+        (0.3, 20.0)
     """
 
-    accuracy: float
+    metrics: dict[str, float]
     peak_memory_mb: float
     train_seconds: float
     eval_seconds: float
@@ -112,9 +118,23 @@ class TrialResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def objectives(self) -> tuple[float, float, float]:
-        """``(accuracy, peak memory MB, training seconds)``."""
-        return self.accuracy, self.peak_memory_mb, self.train_seconds
+    def accuracy(self) -> float | None:
+        return self.metrics.get("accuracy")
+
+    @property
+    def val_loss(self) -> float | None:
+        return self.metrics.get("val_loss")
+
+    def value(self, name: str) -> float:
+        """One objective by name (``schema.METRICS``); NaN when it was not measured."""
+        if name in ("peak_memory_mb", "train_seconds"):
+            return getattr(self, name)
+        value = self.metrics.get(name)
+        return float("nan") if value is None else float(value)
+
+    def values(self, names: Sequence[str]) -> tuple[float, ...]:
+        """The objectives ``names``, in that order."""
+        return tuple(self.value(n) for n in names)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -188,6 +188,12 @@ class PEFTSearchSpace:
             for s in active
         )
 
+    def max_virtual_tokens(self) -> int:
+        """The most virtual tokens a configuration of this space prepends (0 without
+        prompt methods): the context room examples must leave."""
+        specs = [s for s in self.specs if s.name == "num_virtual_tokens"]
+        return int(max((s.distribution.high for s in specs), default=0))
+
     # --- fine_tune hyperparameters ------------------------------------------------------
     @staticmethod
     def to_hyperparameters(

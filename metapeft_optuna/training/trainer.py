@@ -1,4 +1,4 @@
-"""``fine_tune``: one real MLX adapter fine-tune, scored on three objectives."""
+"""``fine_tune``: one real MLX adapter fine-tune, scored on its held-out test split."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from ..errors import AdapterCreationError, ConfigError, TrialFailedError
 from ..models import LoadedModel, load_model
 from ..peft import AdapterFactory, BaseAdapter, PEFTMethod, resolve_method
 from ..tasks import Example, Task, load_task
-from .batching import EncodedExample, encode_task_examples, iterate_batches
-from .evaluation import LabelSet, final_accuracy, teacher_forced
+from .batching import EncodedExample, encode_example, encode_task_examples, iterate_batches
+from .evaluation import LabelSet, score_test, teacher_forced
 from .results import CurvePoint, TrainingBudget, TrialResult
 from .step import make_optimizer, make_train_step
 
@@ -27,6 +27,15 @@ CurveCallback = Callable[[CurvePoint], None]
 @dataclass
 class PreparedTask:
     """A task tokenised once for many trials: encoded splits and the label set.
+
+    Attributes:
+        task: The task.
+        train: Encoded training examples.
+        validation: Encoded validation examples (learning-curve points).
+        test: The held-out test examples (the objectives).
+        test_encoded: The same, encoded.
+        labels: The classification label set, else None.
+        longest: Tokens in the longest training or validation example.
 
     Example:
         >>> from metapeft_optuna.models import load_model
@@ -40,25 +49,65 @@ class PreparedTask:
     train: list[EncodedExample]
     validation: list[EncodedExample]
     test: tuple[Example, ...]
+    test_encoded: list[EncodedExample]
     labels: LabelSet | None
     longest: int
 
     @classmethod
-    def prepare(cls, task: Task, tokenizer: Any, budget: TrainingBudget) -> PreparedTask:
+    def prepare(
+        cls, task: Task, tokenizer: Any, budget: TrainingBudget, max_length: int | None = None
+    ) -> PreparedTask:
+        """Split and tokenise ``task`` once.
+
+        Args:
+            task: The task.
+            tokenizer: The model's tokenizer.
+            budget: Split seed and split sizes.
+            max_length: Truncate longer examples to this many tokens, keeping their first
+                tokens as mlx-lm does, with one warning naming file and line (None: no
+                limit). :class:`PEFTObjective` passes the model's context less the virtual
+                tokens its search space may add.
+        """
         splits = task.splits(seed=budget.split_seed)
         train = (
             splits.train[: budget.max_train_examples] if budget.max_train_examples else splits.train
         )
-        encoded_train = encode_task_examples(train, tokenizer)
-        validation = encode_task_examples(splits.validation[: budget.curve_examples], tokenizer)
+        encoded_train = encode_task_examples(train, tokenizer, max_length)
+        validation = encode_task_examples(
+            splits.validation[: budget.curve_examples], tokenizer, max_length
+        )
+        if not encoded_train or not validation:
+            raise TrialFailedError(
+                f"{task.name}: every training or validation example is longer than "
+                f"{max_length} tokens, the most the model reads; shorten the prompts."
+            )
+        test = tuple(splits.test[: budget.eval_examples])
+        test_encoded = encode_task_examples(test, tokenizer, max_length)
+        if len(test_encoded) != len(test):  # some prompts fill the context: leave them out
+            pairs = [(e, encode_example(e, tokenizer, max_length)) for e in test]
+            test = tuple(e for e, encoded in pairs if encoded is not None)
+            test_encoded = [encoded for _, encoded in pairs if encoded is not None]
         longest = max(e.length for e in encoded_train + validation)
         return cls(
             task,
             encoded_train,
             validation,
-            splits.test[: budget.eval_examples],
+            test,
+            test_encoded,
             LabelSet.from_task(task, tokenizer),
             longest,
+        )
+
+    def score(self, adapter: BaseAdapter, tokenizer: Any, accuracy: bool) -> dict[str, float]:
+        """The test metrics of ``adapter`` (see :func:`score_test`)."""
+        return score_test(
+            adapter,
+            self.task,
+            self.test,
+            self.test_encoded,
+            tokenizer,
+            self.labels,
+            accuracy=accuracy,
         )
 
 
@@ -89,6 +138,7 @@ def fine_tune(
     *,
     output_dir: str | Path | None = None,
     on_curve_point: CurveCallback | None = None,
+    score_accuracy: bool | None = None,
 ) -> TrialResult:
     """Fine-tune ``model`` on ``task`` with one PEFT configuration.
 
@@ -105,6 +155,8 @@ def fine_tune(
         output_dir: Save the trained adapter here (None: do not save).
         on_curve_point: Called with every learning-curve point; it may raise (for
             example ``optuna.TrialPruned``) to stop training.
+        score_accuracy: Score test accuracy besides val_loss (None: when accuracy is the
+            task's quality objective; free-form answers are scored by val_loss alone).
 
     Returns:
         A :class:`TrialResult`.
@@ -131,6 +183,8 @@ def fine_tune(
     )
     method = resolve_method(method)
     training, adapter_config = split_hyperparameters(hyperparameters)
+    if score_accuracy is None:
+        score_accuracy = prepared.task.quality_objective == "accuracy"
     if method is PEFTMethod.ADALORA:
         adapter_config.setdefault("total_step", training["steps"])
 
@@ -147,6 +201,7 @@ def fine_tune(
             budget,
             output_dir,
             on_curve_point,
+            score_accuracy,
         )
     finally:
         adapter.detach()
@@ -222,6 +277,7 @@ def _train_and_score(
     budget: TrainingBudget,
     output_dir: str | Path | None,
     on_curve_point: CurveCallback | None,
+    score_accuracy: bool,
 ) -> TrialResult:
     steps, learning_rate = training["steps"], training["learning_rate"]
     optimizer = make_optimizer(learning_rate, steps)
@@ -259,12 +315,12 @@ def _train_and_score(
             started = time.perf_counter()
     adapter.eval()
     eval_start = time.perf_counter()
-    accuracy = final_accuracy(adapter, prepared.task, prepared.test, tokenizer, prepared.labels)
+    metrics = prepared.score(adapter, tokenizer, score_accuracy)
     eval_seconds += time.perf_counter() - eval_start
     adapter_path = str(adapter.save(output_dir)) if output_dir is not None else None
     extra = {"active_rank": adapter.active_rank()} if hasattr(adapter, "active_rank") else {}
     return TrialResult(
-        accuracy=accuracy,
+        metrics=metrics,
         peak_memory_mb=peak / 2**20,
         train_seconds=train_seconds,
         eval_seconds=eval_seconds,
