@@ -108,7 +108,9 @@ def test_buffer_deduplicates_and_round_trips_jsonl(tiny_storage, tmp_path):
 
 def test_pruned_trials_are_experience_and_failed_ones_are_not(tmp_path, experiences):
     url = f"sqlite:///{tmp_path / 's.db'}"
-    study = optuna.create_study(storage=url, directions=schema.directions(schema.DEFAULT_OBJECTIVES))
+    study = optuna.create_study(
+        storage=url, directions=schema.directions(schema.DEFAULT_OBJECTIVES)
+    )
     chars = experiences[0].task_characteristics
     study.set_user_attr(schema.STUDY_TASK, {"name": "t", "characteristics": chars.to_dict()})
     study.set_user_attr(schema.STUDY_MODEL, {"name": "m"})

@@ -233,7 +233,9 @@ def _worker(url: str, study_name: str, n_trials: int) -> None:
 
 def test_two_workers_share_one_storage(tmp_path):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
-    optuna.create_study(study_name="shared", storage=url, directions=schema.directions(schema.DEFAULT_OBJECTIVES))
+    optuna.create_study(
+        study_name="shared", storage=url, directions=schema.directions(schema.DEFAULT_OBJECTIVES)
+    )
     context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=_worker, args=(url, "shared", 3)) for _ in range(2)]
     for worker in workers:
