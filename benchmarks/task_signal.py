@@ -42,6 +42,7 @@ PREFIX = "signal-"
 SIZE = 256
 ACCURACY_GAIN = 0.15
 LOSS_DROP = 0.25
+INTERRUPTED = "interrupted_run"
 BUDGET = TrainingBudget(curve_points=4, curve_examples=64, eval_examples=400)
 
 
@@ -77,12 +78,14 @@ def run(storage: str, tasks: list[str], trials: int, model_spec: str) -> None:
             directions=objectives[spec].directions,
             sampler=optuna.samplers.RandomSampler(seed=sum(map(ord, spec))),
         )
+        # A trial left running by an interrupted run is failed and redone.
         for trial in studies[spec].get_trials(states=(TrialState.RUNNING,)):
+            studies[spec]._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
             studies[spec]._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
     for round_ in range(trials):
         for spec in tasks:
             study = studies[spec]
-            done = [t for t in study.trials if t.state != TrialState.RUNNING]
+            done = [t for t in study.trials if not t.user_attrs.get(INTERRUPTED)]
             if len(done) > round_:
                 continue
             started = time.time()
@@ -105,7 +108,9 @@ def task_row(study: optuna.Study) -> dict:
         "task": study.study_name.removeprefix(PREFIX),
         "quality": quality,
         "trials": len(complete),
-        "failed": sum(t.state == TrialState.FAIL for t in study.trials),
+        "failed": sum(
+            t.state == TrialState.FAIL and not t.user_attrs.get(INTERRUPTED) for t in study.trials
+        ),
         "zero_shot": baseline.get(quality),
         "zero_shot_se": baseline.get(f"{quality}_se"),
     }

@@ -41,8 +41,8 @@ class PreparedTask:
         >>> from metapeft_optuna.models import load_model
         >>> _, tokenizer, _ = load_model("tiny")
         >>> prepared = PreparedTask.prepare(load_task("parity@64"), tokenizer, TrainingBudget())
-        >>> len(prepared.train), prepared.labels.labels
-        (52, (' even', ' odd'))
+        >>> len(prepared.train), len(prepared.test), prepared.labels.labels
+        (64, 400, (' even', ' odd'))
     """
 
     task: Task
