@@ -186,3 +186,48 @@ def test_an_example_longer_than_the_context_is_truncated_and_trials_run(tiny, tm
         study.optimize(objective, n_trials=1)
     assert study.trials[0].state == optuna.trial.TrialState.COMPLETE
     assert any(f"{path}:7" in str(w.message) for w in caught)
+
+
+def test_generation_accuracy_decodes_only_what_teacher_forcing_missed(tiny, tmp_path):
+    """Examples whose every teacher-forced arg-max is right are hits without decoding;
+    the score equals decoding them all."""
+    from metapeft_optuna.peft.io import load_adapter
+    from metapeft_optuna.tasks import normalize_answer
+    from metapeft_optuna.training import PreparedTask, fine_tune
+    from metapeft_optuna.training.batching import eos_id
+    from metapeft_optuna.training.evaluation import greedy_decode, teacher_forced
+
+    answers = [" ab", " AB.", " cd"]  # " AB." matches " ab" only after normalisation
+    task = Task(
+        "const", tuple(Example(f"Q{i % 7}:", answers[i % 3]) for i in range(60)), "generation"
+    )
+    budget = TrainingBudget(curve_points=1, eval_examples=16, max_grad_norm=None)
+    prepared = PreparedTask.prepare(task, tiny.tokenizer, budget)
+    hp = {
+        "learning_rate": 3e-3,
+        "steps": 300,
+        "batch_size": 8,
+        "rank": 16,
+        "alpha": 32.0,
+        "dropout": 0.0,
+        "target_modules": "attention_mlp",
+    }  # learns the answers (2.5 s)
+    result = fine_tune(tiny, prepared, "lora", hp, budget, output_dir=tmp_path / "a")
+    model, tokenizer = tiny.model, tiny.tokenizer
+    adapter = load_adapter(model, tmp_path / "a")
+    try:
+        adapter.eval()
+        scores = prepared.score(adapter, tokenizer, accuracy=True)
+        decoded = greedy_decode(
+            adapter, [e.prompt for e in prepared.test_encoded], 8, {eos_id(tokenizer)}
+        )
+        full = [
+            normalize_answer(tokenizer.decode(d)) == normalize_answer(e.completion)
+            for d, e in zip(decoded, prepared.test)
+        ]
+        assert scores["accuracy"] == pytest.approx(sum(full) / len(full))
+        assert scores["accuracy"] == result.accuracy
+        forced = teacher_forced(adapter, prepared.test_encoded, "generation", None)
+        assert any(forced.hits)  # the shortcut was taken for some examples
+    finally:
+        adapter.detach()

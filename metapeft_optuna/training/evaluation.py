@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import mlx.core as mx
@@ -73,6 +73,8 @@ class Evaluation:
         count: Number of examples.
         loss_se: Standard error of ``loss`` (examples as clusters of tokens).
         metric_se: Standard error of ``metric``.
+        hits: Per example, in the order given: whether it scored (classification and
+            generation; empty for language modelling).
 
     Example:
         >>> Evaluation(loss=0.7, metric=0.5, count=10).metric
@@ -84,6 +86,7 @@ class Evaluation:
     count: int
     loss_se: float = float("nan")
     metric_se: float = float("nan")
+    hits: tuple[bool, ...] = field(default=(), repr=False)
 
 
 def ratio_mean_and_se(sums: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
@@ -111,10 +114,11 @@ def proportion_se(p: float, n: int) -> float:
 
 
 def _batches(examples: Sequence[EncodedExample]):
-    # Sort by length so each batch is padded little; order does not matter for means.
+    """``(indices, examples)`` chunks sorted by length, so each batch is padded little."""
     order = sorted(range(len(examples)), key=lambda i: examples[i].length)
     for start in range(0, len(order), EVAL_BATCH):
-        yield [examples[i] for i in order[start : start + EVAL_BATCH]]
+        idx = order[start : start + EVAL_BATCH]
+        yield idx, [examples[i] for i in idx]
 
 
 def teacher_forced(
@@ -131,8 +135,9 @@ def teacher_forced(
     generation and next-token accuracy for language modelling.
     """
     by_likelihood = labels is not None and not labels.first_tokens_distinct
-    nll_sums, token_counts, hits = [], [], []
-    for chunk in _batches(examples):
+    nll_sums, token_counts, hits, order = [], [], [], []
+    for idx, chunk in _batches(examples):
+        order += idx
         batch = collate(chunk)
         logits = answer_logits(adapter, batch).astype(mx.float32)
         nll = nn.losses.cross_entropy(logits, batch.targets) * batch.mask
@@ -157,10 +162,13 @@ def teacher_forced(
     hit = np.concatenate(hits)
     if task_type == "language_modeling":
         metric, metric_se = ratio_mean_and_se(hit, counts)
-    else:
-        metric = float(hit.mean())
-        metric_se = proportion_se(metric, len(hit))
-    return Evaluation(loss, metric, len(examples), loss_se, metric_se)
+        return Evaluation(loss, metric, len(examples), loss_se, metric_se)
+    metric = float(hit.mean())
+    in_order = np.empty(len(hit), dtype=bool)
+    in_order[order] = hit > 0
+    return Evaluation(
+        loss, metric, len(examples), loss_se, proportion_se(metric, len(hit)), tuple(in_order)
+    )
 
 
 def classify(
@@ -261,22 +269,25 @@ def score_test(
         "perplexity": float(np.exp(min(forced.loss, 50.0))),
         "test_examples": len(encoded),
     }
-    if task.task_type == "language_modeling":  # next-token accuracy, from the same pass
+    # Language modelling (next-token accuracy) and classification (the label chosen at
+    # the answer position, or by label likelihood) are scored by the same pass.
+    if task.task_type == "language_modeling" or labels is not None:
         return {**scores, "accuracy": forced.metric, "accuracy_se": forced.metric_se}
     if not accuracy:
         return scores
-    if task.task_type == "classification" and labels is not None:
-        gold = [labels.labels.index(e.completion) for e in examples]
-        value = float(np.mean(np.array(classify(adapter, encoded, labels)) == np.array(gold)))
-        se = proportion_se(value, len(encoded))
-    else:
+    # Greedy decoding reproduces the reference exactly when every teacher-forced arg-max
+    # is right: those examples are hits already; only the others are decoded, since
+    # normalisation (case, punctuation) may still match them.
+    end = eos_id(tokenizer)
+    hits = [hit and e.answer[-1] == end for hit, e in zip(forced.hits, encoded)]  # not cut
+    rest = [i for i, hit in enumerate(hits) if not hit]
+    if rest:
         stop = set(getattr(tokenizer, "eos_token_ids", None) or [eos_id(tokenizer)])
-        longest = max(len(e.answer) for e in encoded)
-        decoded = greedy_decode(adapter, [e.prompt for e in encoded], longest + 2, stop)
-        hits = [
-            normalize_answer(tokenizer.decode(tokens)) == normalize_answer(example.completion)
-            for tokens, example in zip(decoded, examples)
-        ]
-        value = float(np.mean(hits))
-        se = proportion_se(value, len(hits))
-    return {**scores, "accuracy": value, "accuracy_se": se}
+        longest = max(len(encoded[i].answer) for i in rest)
+        decoded = greedy_decode(adapter, [encoded[i].prompt for i in rest], longest + 2, stop)
+        for i, tokens in zip(rest, decoded):
+            hits[i] = normalize_answer(tokenizer.decode(tokens)) == normalize_answer(
+                examples[i].completion
+            )
+    value = float(np.mean(hits))
+    return {**scores, "accuracy": value, "accuracy_se": proportion_se(value, len(hits))}
