@@ -13,7 +13,7 @@ import metapeft_optuna
 from . import schema
 from .errors import MetaLearningError
 
-MAIN_TASK = "compare_numbers@256"
+MAIN_TASK = "language_id@256"  # zero-shot 0.300 ± 0.023: fine-tuning visibly matters
 MAIN_STORAGE = "sqlite:///studies/main.db"
 
 

@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..task import Example, Task, _stratified_order
-from . import algorithmic, chat, freeform, lexical, numbers, tabular
+from . import algorithmic, chat, freeform, lexical, numbers, stdlib_docs, tabular
 
 # A builder returns (prompt, completion) pairs, or Examples where it needs more (chat).
 Builder = Callable[[np.random.Generator], Sequence[tuple[str, str] | Example]]
@@ -139,7 +139,7 @@ _REGISTRY = (
         "docstring_summary",
         "text",
         "generation",
-        freeform.docstring_summary,
+        stdlib_docs.docstring_summary,
         _STDLIB_DOCS,
         quality="val_loss",
     ),

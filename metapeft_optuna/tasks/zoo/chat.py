@@ -13,7 +13,7 @@ from collections import defaultdict
 import numpy as np
 
 from ..task import Example
-from .freeform import documented
+from .stdlib_docs import documented
 
 
 def chat_example(system: str, question: str, answer: str) -> Example:
