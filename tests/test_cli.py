@@ -38,6 +38,8 @@ def test_tune_prints_the_front_plot_and_dashboard_command(
     assert main(tune_args + ["--sampler", sampler]) == 0
     out = capsys.readouterr().out
     assert "Pareto front" in out and "accuracy" in out and "peak MB" in out
+    assert "zero-shot baseline (untuned model, 8 test examples): accuracy" in out
+    assert " ± " in out and "phase" in out  # quality with its standard error, and phases
     assert f"optuna-dashboard sqlite:///{tmp_path / 'cli.db'}" in out
     assert (tmp_path / "front.png").stat().st_size > 1000
     study = optuna.load_study(
@@ -84,6 +86,21 @@ def test_experience_export(tmp_path, tune_args, capsys, monkeypatch):
 def test_clear_errors(capsys):
     assert main(["tune", "--task", "no_such_task", "--model", "tiny"]) == 2
     assert "unknown task 'no_such_task'" in capsys.readouterr().err
+    assert main(["tune", "--task", "parity@64", "--model", "tiny", "--objectives", "loss"]) == 2
+    assert "objectives=['loss']: unknown ['loss']" in capsys.readouterr().err
+
+
+def test_objectives_by_name_on_the_command_line(tune_args, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("METAPEFT_PRIOR", "none")
+    args = tune_args + ["--sampler", "random", "--objectives", "val_loss,train_seconds"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "objectives: val_loss (minimize), train_seconds (minimize)" in out
+    assert "zero-shot baseline" in out and "val_loss" in out and "(ppl " in out
+    study = optuna.load_study(
+        study_name="parity@64-tiny-random", storage=f"sqlite:///{tmp_path / 'cli.db'}"
+    )
+    assert study.metric_names == ["val_loss", "train_seconds"]
 
 
 def test_prior_lookup_checkout_then_wheel_install(tmp_path, monkeypatch):
