@@ -162,11 +162,17 @@ def metrics_by_name(names: Sequence[str], values: Sequence[float] | None) -> dic
 
 
 def trial_metrics(names: Sequence[str], values: Sequence[float] | None, attrs: Mapping) -> dict:
-    """Every metric a trial measured, by name: its objective values plus the metrics it
-    recorded besides them (:data:`TRIAL_METRICS`, for example val_loss next to accuracy).
-    Keys from :data:`METRICS`; unknown ones are absent."""
+    """Every metric a trial measured, by name: its objective values plus what it recorded
+    besides them (:data:`TRIAL_METRICS`: val_loss next to accuracy, standard errors).
+    Keys from :data:`METRICS` and their ``_se``; unmeasured ones are absent.
+
+    Example:
+        >>> trial_metrics(["accuracy"], [0.5], {TRIAL_METRICS: {"val_loss": 0.7}})
+        {'val_loss': 0.7, 'accuracy': 0.5}
+    """
     recorded = attrs.get(TRIAL_METRICS) or {}
-    metrics = {k: recorded[k] for k in METRICS if recorded.get(k) is not None}
+    keys = [*METRICS, *(f"{name}_se" for name in QUALITY_METRICS)]
+    metrics = {k: recorded[k] for k in keys if recorded.get(k) is not None}
     metrics.update(metrics_by_name(names, values))
     return metrics
 

@@ -165,8 +165,6 @@ def experience_from_trial(
     metrics: dict[str, float | None] = {}
     if values is not None:
         metrics = schema.trial_metrics(objectives, values, trial.user_attrs)
-        recorded = trial.user_attrs.get(schema.TRIAL_METRICS) or {}
-        metrics.update({k: recorded[k] for k in ("accuracy_se", "val_loss_se") if k in recorded})
     if any(v is not None and not math.isfinite(v) for v in metrics.values()):
         return None
     model_info = dict(study_attrs.get(schema.STUDY_MODEL) or {})

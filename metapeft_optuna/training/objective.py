@@ -150,22 +150,18 @@ class PEFTObjective:
 
     def _mark_study(self, study: optuna.Study) -> None:
         names = study.metric_names
-        if names is None:  # a new study (or one from before objectives had names)
-            if schema.directions(self.objectives) != [d.name.lower() for d in study.directions]:
-                raise ConfigError(
-                    f"the study's directions {[d.name.lower() for d in study.directions]} "
-                    f"do not match objectives {list(self.objectives)}; create it with "
-                    "directions=objective.directions."
-                )
+        # A study without names (new, or from before objectives had names) must have
+        # these objectives' directions; a named one, these objectives.
+        found = schema.objectives_of(names or self.objectives, study.directions)
+        if found != self.objectives:
+            raise ConfigError(
+                f"study {study.study_name!r} optimises {list(found)}, not "
+                f"{list(self.objectives)}; pass the same objectives or use a new study name."
+            )
+        if names is None:
             with warnings.catch_warnings():  # experimental API, stable enough for labels
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names(list(self.objectives))
-        elif schema.objectives_of(names, study.directions) != self.objectives:
-            raise ConfigError(
-                f"study {study.study_name!r} optimises "
-                f"{list(schema.objectives_of(names, study.directions))}, not "
-                f"{list(self.objectives)}; pass the same objectives or use a new study name."
-            )
         existing = study.user_attrs
         for key, value in self.study_attributes().items():
             if key not in existing:
@@ -174,10 +170,6 @@ class PEFTObjective:
             baseline = zero_shot(self.loaded, self.prepared, self.scores_accuracy)
             study.set_user_attr(schema.STUDY_BASELINE, baseline)
             logger.info("zero-shot baseline on %s: %s", self.task.name, baseline)
-
-    def zero_shot_baseline(self, study: optuna.Study) -> dict[str, float] | None:
-        """The study's zero-shot baseline (None before its first trial)."""
-        return study.user_attrs.get(schema.STUDY_BASELINE)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         self._mark_study(trial.study)
