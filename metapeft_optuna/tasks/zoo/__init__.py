@@ -73,6 +73,9 @@ class BuiltinTask:
 
 
 _STDLIB_DOCS = "Python standard library docstrings"
+# Number words run to four words and more, but each has exactly one right spelling:
+# exact match is the honest quality there, not the free-form answers' loss.
+EXACT = "accuracy"
 _REGISTRY = (
     BuiltinTask(
         "word_sentiment", "sentiment", "classification", lexical.word_sentiment, "vaderSentiment"
@@ -93,16 +96,33 @@ _REGISTRY = (
     ),
     BuiltinTask("language_id", "multilingual", "classification", lexical.language_id, "wordfreq"),
     BuiltinTask(
-        "number_words_fr", "multilingual", "generation", numbers.number_words("fr"), "num2words"
+        "number_words_fr",
+        "multilingual",
+        "generation",
+        numbers.number_words("fr"),
+        "num2words",
+        quality=EXACT,
     ),
     BuiltinTask(
-        "number_words_es", "multilingual", "generation", numbers.number_words("es"), "num2words"
+        "number_words_es",
+        "multilingual",
+        "generation",
+        numbers.number_words("es"),
+        "num2words",
+        quality=EXACT,
     ),
     BuiltinTask(
-        "number_to_words", "numeric", "generation", numbers.number_words("en"), "num2words"
+        "number_to_words",
+        "numeric",
+        "generation",
+        numbers.number_words("en"),
+        "num2words",
+        quality=EXACT,
     ),
     BuiltinTask("words_to_number", "numeric", "generation", numbers.words_to_number, "num2words"),
-    BuiltinTask("ordinal_words", "numeric", "generation", numbers.ordinal_words, "num2words"),
+    BuiltinTask(
+        "ordinal_words", "numeric", "generation", numbers.ordinal_words, "num2words", quality=EXACT
+    ),
     BuiltinTask("roman_numerals", "numeric", "generation", numbers.roman_numerals, "generated"),
     BuiltinTask("iris", "tabular", "classification", tabular.iris, "scikit-learn"),
     BuiltinTask("wine", "tabular", "classification", tabular.wine, "scikit-learn"),
