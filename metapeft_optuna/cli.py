@@ -59,7 +59,8 @@ def cmd_tasks_list(args: argparse.Namespace) -> int:
     _, tokenizer, _ = load_model(args.model)
     rows = []
     for name in list_tasks(with_sizes=args.sizes):
-        chars = TaskCharacteristics.from_task(load_task(name), tokenizer)
+        task = load_task(name)
+        chars = TaskCharacteristics.from_task(task, tokenizer)
         entry = BUILTIN_TASKS[name.split("@")[0]]
         rows.append(
             {
@@ -70,6 +71,8 @@ def cmd_tasks_list(args: argparse.Namespace) -> int:
                 "seq_len": chars.sequence_length,
                 "vocab": chars.vocabulary_size,
                 "classes": chars.num_classes or "-",
+                "test": len(task.splits().test),
+                "quality": task.quality_objective,
                 "complexity": f"{chars.complexity_score:.2f}",
                 "source": entry.source,
                 "description": entry.description,
@@ -85,6 +88,8 @@ def cmd_tasks_list(args: argparse.Namespace) -> int:
             "seq_len",
             "vocab",
             "classes",
+            "test",
+            "quality",
             "complexity",
             "source",
             "description",

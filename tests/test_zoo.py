@@ -79,8 +79,10 @@ def test_small_pools_fall_back_to_proportional_splits():
     # breast_cancer holds out 464 of its 569 examples: sizes above the 105 left fall back.
     assert standard_sizes("breast_cancer") == [64, 105]
     assert len(builtin_task("breast_cancer", 105).test) == HOLDOUT_TEST
+    # The default size keeps the held-out sets: the whole training pool, not 512.
     default = builtin_task("breast_cancer")
-    assert (len(default.examples), default.test) == (DEFAULT_SIZE, ())
+    assert (len(default.examples), len(default.test)) == (105, HOLDOUT_TEST)
+    assert len(builtin_task("breast_cancer", DEFAULT_SIZE).test) == 0  # asked for: falls back
     assert builtin_task("parity", 4000) == build_builtin("parity")  # above the training pool
     with pytest.raises(ValueError, match="size=0"):
         builtin_task("parity", 0)

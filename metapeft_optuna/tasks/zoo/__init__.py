@@ -264,7 +264,8 @@ def held_out(name: str) -> HeldOut | None:
 
 
 def builtin_task(name: str, size: int | None = None) -> Task:
-    """Built-in task ``name`` with ``size`` training examples (default :data:`DEFAULT_SIZE`).
+    """Built-in task ``name`` with ``size`` training examples (default :data:`DEFAULT_SIZE`,
+    or the whole training pool where that is smaller, so the held-out sets stay).
 
     With a held-out split (see the module docstring) and ``size`` at most its training
     pool: a label-balanced subsample of the training pool, with the fixed held-out sets
@@ -273,7 +274,7 @@ def builtin_task(name: str, size: int | None = None) -> Task:
 
     Args:
         name: A key of :data:`BUILTIN_TASKS`.
-        size: Training examples; None for :data:`DEFAULT_SIZE`.
+        size: Training examples; None for the default.
 
     Raises:
         ValueError: ``size`` is below 1.
@@ -287,8 +288,9 @@ def builtin_task(name: str, size: int | None = None) -> Task:
     """
     if size is not None and size < 1:
         raise ValueError(f"size={size}; a built-in task needs at least one example.")
-    size = DEFAULT_SIZE if size is None else size
     split = held_out(name)
+    if size is None:
+        size = DEFAULT_SIZE if split is None else min(DEFAULT_SIZE, len(split.train.examples))
     if split is not None and size <= len(split.train.examples):
         train = split.train.subsample(size)
         return replace(train, name=f"{name}@{size}", validation=split.validation, test=split.test)
