@@ -45,6 +45,17 @@ SIZE = 256
 ACCURACY_GAIN = 0.15
 LOSS_DROP = 0.25
 INTERRUPTED = "interrupted_run"
+HEADER = """# Task signal: does every built-in task learn within the search space?
+
+Written by `python benchmarks/task_signal.py --report docs/task-signal.md` from
+`studies/task_signal.db` (run: `python benchmarks/task_signal.py`, resumable; see its
+docstring). Random configurations of the search space with 10-200 steps (log scale),
+real SmolLM2-135M fine-tunes, 400 held-out test examples where the task's pool allows;
+quality ± standard error. A task passes when its best trial beats the zero-shot
+accuracy by 0.15, or (free-form answers) lowers the zero-shot val_loss by 25%; the bar
+is judged after 12 configurations per task, so a "no" with fewer trials is provisional.
+
+"""
 BUDGET = TrainingBudget(curve_points=4, curve_examples=64, eval_examples=400)
 
 
@@ -180,6 +191,7 @@ def report(storage: str, out: str | None) -> str:
     lines.append(f"\n{passed} of {len(rows)} tasks pass the bar so far.")
     text = "\n".join(lines) + "\n"
     if out:
+        text = HEADER + text
         from metapeft_optuna.io import atomic_path
 
         with atomic_path(out) as tmp, open(tmp, "w") as fh:
