@@ -80,6 +80,10 @@ def task_specs() -> list[str]:
     ]
 
 
+def _seed(spec: str) -> int:
+    return sum(map(ord, spec)) * 1000
+
+
 def run(storage: str, tasks: list[str], trials: int, model_spec: str) -> None:
     loaded = load_model(model_spec)
     space = signal_space()
@@ -95,7 +99,6 @@ def run(storage: str, tasks: list[str], trials: int, model_spec: str) -> None:
             storage=storage,
             load_if_exists=True,
             directions=objectives[spec].directions,
-            sampler=optuna.samplers.RandomSampler(seed=sum(map(ord, spec))),
         )
         # A trial left running by an interrupted run is failed and redone.
         for trial in studies[spec].get_trials(states=(TrialState.RUNNING,)):
@@ -107,6 +110,9 @@ def run(storage: str, tasks: list[str], trials: int, model_spec: str) -> None:
             done = [t for t in study.trials if not t.user_attrs.get(INTERRUPTED)]
             if len(done) > round_:
                 continue
+            # Seeded by task and trial number, so a resumed run draws new configurations
+            # instead of replaying the ones the seed gave before the interruption.
+            study.sampler = optuna.samplers.RandomSampler(seed=_seed(spec) + len(study.trials))
             started = time.time()
             study.optimize(objectives[spec], n_trials=1, catch=(Exception,))
             last = study.trials[-1]
