@@ -167,12 +167,15 @@ class MetaPEFTPruner(BasePruner):
 
     # --- references ---------------------------------------------------------------------------
     def _references(
-        self, study: Study, quality: str, finished: Sequence[FrozenTrial] | None = None
+        self,
+        study: Study,
+        names: Sequence[str],
+        quality: str,
+        finished: Sequence[FrozenTrial] | None = None,
     ) -> tuple[list[_Reference], list[_Reference]]:
         """``(this study's finished runs, past runs)``, read once per decision."""
         if finished is None:
             finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        names = schema.study_objectives(study)
         own = []
         for other in finished:
             values = schema.metrics_by_name(names, other.values)
@@ -272,18 +275,20 @@ class MetaPEFTPruner(BasePruner):
     def predict_final_quality(self, study: Study, trial: FrozenTrial) -> tuple[float, float] | None:
         """Mean and standard deviation of the trial's final quality score (accuracy, or
         minus val_loss), or None (no quality objective, or a curve that says nothing)."""
-        quality = schema.quality_objective(schema.study_objectives(study))
+        names = schema.study_objectives(study)
+        quality = schema.quality_objective(names)
         if quality is None:
             return None
-        finals = self._final_scores(trial, quality, *self._references(study, quality))
+        finals = self._final_scores(trial, quality, *self._references(study, names, quality))
         if finals is None:
             return None
         return float(finals.mean()), math.sqrt(float(finals.var()) + self.noise_floor**2)
 
     def predict_log_seconds(self, study: Study, trial: FrozenTrial) -> tuple[float, float] | None:
         """Mean and standard deviation of the log of the trial's final training time."""
-        quality = schema.quality_objective(schema.study_objectives(study)) or "accuracy"
-        return self._log_seconds(trial, *self._references(study, quality))
+        names = schema.study_objectives(study)
+        quality = schema.quality_objective(names) or "accuracy"
+        return self._log_seconds(trial, *self._references(study, names, quality))
 
     @staticmethod
     def predict_memory(trial: FrozenTrial) -> float | None:
@@ -295,16 +300,22 @@ class MetaPEFTPruner(BasePruner):
         return memory
 
     def predict_outcome(
-        self, study: Study, trial: FrozenTrial, finished: Sequence[FrozenTrial] | None = None
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        finished: Sequence[FrozenTrial] | None = None,
+        objectives: Sequence[str] | None = None,
     ) -> PredictedOutcome | None:
         """The trial's predicted final objectives, or None if its curve says nothing yet.
 
-        ``finished``: the study's complete trials, when the caller has read them already.
+        ``finished`` and ``objectives``: the study's complete trials and objective names,
+        when the caller has read them already.
         """
-        quality = schema.quality_objective(schema.study_objectives(study))
+        names = objectives or schema.study_objectives(study)
+        quality = schema.quality_objective(names)
         if quality is None:
             return None
-        own, past = self._references(study, quality, finished)
+        own, past = self._references(study, names, quality, finished)
         finals = self._final_scores(trial, quality, own, past)
         if finals is None:
             return None
@@ -325,10 +336,10 @@ class MetaPEFTPruner(BasePruner):
         finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if len(finished) < self.n_startup_trials:
             return False
-        outcome = self.predict_outcome(study, trial, finished)
+        names = schema.study_objectives(study)
+        outcome = self.predict_outcome(study, trial, finished, names)
         if outcome is None:
             return False
-        names = schema.study_objectives(study)
         if len(names) == 1:
             best = max(_score(names[0], t.value) for t in finished if t.value is not None)
             return outcome.probability_accuracy_at_most(best) > self.threshold
