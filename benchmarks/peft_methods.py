@@ -75,7 +75,7 @@ def measure(model, tokenizer, method: str, config: dict, batch, steps: int) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--task", default="word_sentiment@256")
+    parser.add_argument("--task", default="sentiment_strength@256")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()

@@ -71,7 +71,7 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = PEFTSearchSpace()
     _, tokenizer, info = load_model("smollm2-135m-q4")
-    chars = TaskCharacteristics.from_task(load_task("word_sentiment@256"), tokenizer)
+    chars = TaskCharacteristics.from_task(load_task("sentiment_strength@256"), tokenizer)
     prior = load_prior(space)
     print(
         f"prior: {'shipped' if prior else 'none (cold start, study-local surrogate)'}; "

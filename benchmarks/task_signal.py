@@ -10,11 +10,15 @@ objective), lowers the zero-shot val_loss by at least 25%. Both are reported (ac
 is not scored on free-form answers).
 
 The steps range is 10-200 on a log scale (the product's default space stops at 30,
-which half of the first meta-dataset's tasks never learned in). Trials go round-robin
-over tasks and the run resumes where it stopped, so a partial run covers every task,
-and its trials can be the first trials of the next meta-dataset (one storage, one study
-per task, task and model on the study as for any experience). Run it alone (timings are
-objectives) and in the background:
+which half of the first meta-dataset's tasks never learned in). Methods take turns per
+task (two configurations each in twelve), every other parameter is drawn at random.
+Each next trial goes to the task whose verdict is most open (tasks that do not pass
+yet, fewest trials first: one passing configuration settles a task) and the run resumes
+where it stopped; its trials are meant as the first trials of the next meta-dataset
+(one storage, one study per task, task and model on the study as for any experience).
+Timings are objectives: run it alone in the background, and anything heavy beside it
+through ``benchmarks/pause_build.sh COMMAND`` (a trial that overlaps the pause is
+failed and its configuration redone, as in ``build_meta_dataset.py``):
 
     nohup python benchmarks/task_signal.py > studies/task_signal.log 2>&1 &
     python benchmarks/task_signal.py --report docs/task-signal.md
@@ -31,11 +35,18 @@ from metapeft_optuna import schema
 from metapeft_optuna.models import load_model
 from metapeft_optuna.tasks import load_task
 from metapeft_optuna.tasks.zoo import BUILTIN_TASKS, standard_sizes
-from metapeft_optuna.training.objective import PEFTObjective
 from metapeft_optuna.training.results import TrainingBudget
 from metapeft_optuna.training.search_space import ParamSpec, PEFTSearchSpace, default_specs
 
 import optuna
+from build_meta_dataset import (
+    REDO,
+    LoggedObjective,
+    PausedTrial,
+    counted,
+    mark_interrupted,
+    pending_redo,
+)
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState
 
@@ -44,7 +55,6 @@ PREFIX = "signal-"
 SIZE = 256
 ACCURACY_GAIN = 0.15
 LOSS_DROP = 0.25
-INTERRUPTED = "interrupted_run"
 HEADER = """# Task signal: does every built-in task learn within the search space?
 
 Written by `python benchmarks/task_signal.py --report docs/task-signal.md` from
@@ -84,14 +94,27 @@ def _seed(spec: str) -> int:
     return sum(map(ord, spec)) * 1000
 
 
+def _next_task(studies: dict[str, optuna.Study], trials: int) -> str | None:
+    """The task whose verdict is most open: tasks that do not pass yet come first (their
+    verdict needs all ``trials`` configurations; a pass is settled by one), then fewest
+    trials so far. None when every task has ``trials``."""
+    open_ = [
+        (task_row(study)["passes"] is True, counted(study), spec)
+        for spec, study in studies.items()
+        if counted(study) < trials
+    ]
+    return min(open_)[2] if open_ else None
+
+
 def run(storage: str, tasks: list[str], trials: int, model_spec: str) -> None:
     loaded = load_model(model_spec)
     space = signal_space()
+    methods = space.methods
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     objectives, studies = {}, {}
     existing = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
     for spec in tasks:
-        objectives[spec] = PEFTObjective(spec, model=loaded, search_space=space, budget=BUDGET)
+        objectives[spec] = LoggedObjective(spec, model=loaded, search_space=space, budget=BUDGET)
         if existing.get(PREFIX + spec) == 0:  # an empty study is recreated as it is now
             optuna.delete_study(study_name=PREFIX + spec, storage=storage)
         studies[spec] = optuna.create_study(
@@ -100,27 +123,26 @@ def run(storage: str, tasks: list[str], trials: int, model_spec: str) -> None:
             load_if_exists=True,
             directions=objectives[spec].directions,
         )
-        # A trial left running by an interrupted run is failed and redone.
-        for trial in studies[spec].get_trials(states=(TrialState.RUNNING,)):
-            studies[spec]._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
-            studies[spec]._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-    for round_ in range(trials):
-        for spec in tasks:
-            study = studies[spec]
-            done = [t for t in study.trials if not t.user_attrs.get(INTERRUPTED)]
-            if len(done) > round_:
-                continue
-            # Seeded by task and trial number, so a resumed run draws new configurations
-            # instead of replaying the ones the seed gave before the interruption.
-            study.sampler = optuna.samplers.RandomSampler(seed=_seed(spec) + len(study.trials))
-            started = time.time()
-            study.optimize(objectives[spec], n_trials=1, catch=(Exception,))
-            last = study.trials[-1]
-            print(
-                f"{spec} trial {last.number}: {last.state.name} {last.values} "
-                f"({time.time() - started:.0f} s)",
-                flush=True,
-            )
+        mark_interrupted(studies[spec])
+    while (spec := _next_task(studies, trials)) is not None:
+        study = studies[spec]
+        done = counted(study)
+        if redo := pending_redo(study):
+            study.enqueue_trial(redo[0].params)
+        else:
+            # Methods in turn from a per-task offset (each gets 2 of 12), the rest drawn
+            # at random, seeded by task and trial number so a resumed run draws anew.
+            study.enqueue_trial({"method": methods[(_seed(spec) // 1000 + done) % len(methods)]})
+        study.sampler = optuna.samplers.RandomSampler(seed=_seed(spec) + len(study.trials))
+        started = time.time()
+        study.optimize(objectives[spec], n_trials=1, catch=(PausedTrial,))
+        last = study.trials[-1]
+        print(
+            f"[{time.strftime('%H:%M:%S')}] {spec} #{last.number} {last.params.get('method')}: "
+            f"{last.state.name} {last.values or last.user_attrs.get(schema.TRIAL_FAIL_REASON)} "
+            f"({time.time() - started:.0f} s)",
+            flush=True,
+        )
 
 
 def _best(trials: list, metric: str) -> tuple[float | None, float | None, str | None]:
@@ -149,7 +171,8 @@ def task_row(study: optuna.Study) -> dict:
         "quality": schema.quality_objective(schema.study_objectives(study)),
         "trials": len(complete),
         "failed": sum(
-            t.state == TrialState.FAIL and not t.user_attrs.get(INTERRUPTED) for t in study.trials
+            t.state == TrialState.FAIL and t.user_attrs.get(schema.TRIAL_FAIL_REASON) not in REDO
+            for t in study.trials
         ),
         "passes": None,
     }

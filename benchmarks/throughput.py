@@ -5,7 +5,7 @@ a batch of the same classification examples (same token ids, batch size and padd
 length), loss on the answer tokens, AdamW. Each framework runs in its own process;
 tokens/s counts the padded batch (identical for both). Run:
 
-    python benchmarks/throughput.py [--task word_sentiment@256] [--batch 16] [--steps 8]
+    python benchmarks/throughput.py [--task sentiment_strength@256] [--batch 16] [--steps 8]
 
 PyTorch needs the optional extra: ``pip install -e ".[torch-baseline]"`` (torch 2.13.0,
 peft, gguf); without it the script measures MLX alone and says so.
@@ -157,7 +157,7 @@ def spawn(kind: str, data: dict, steps: int) -> dict | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", default="word_sentiment@256")
+    parser.add_argument("--task", default="sentiment_strength@256")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument(

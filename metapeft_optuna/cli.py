@@ -288,13 +288,15 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     from .tasks import TaskCharacteristics, load_task
 
     _, tokenizer, info = load_model(args.model)
-    chars = TaskCharacteristics.from_task(load_task(args.task), tokenizer)
+    task = load_task(args.task)
+    chars = TaskCharacteristics.from_task(task, tokenizer)
     system = load_prior()
     if system is None:
         from .meta import MetaPEFTSystem
 
         system = MetaPEFTSystem()
-    recommendation = system.recommend(chars, info.to_dict())
+    objectives = schema.default_objectives(task.quality_objective)
+    recommendation = system.recommend(chars, info.to_dict(), objectives=objectives)
     print(f"method: {recommendation.method.value} (confidence {recommendation.confidence:.2f})")
     print(f"hyperparameters: {recommendation.hyperparameters}")
     print(f"expected: {recommendation.expected_performance}")

@@ -20,7 +20,7 @@ import numpy as np
 
 TASKS = (
     "parity@64",
-    "word_sentiment@64",
+    "sentiment_strength@64",
     "iris",
     "language_id@64",
     "addition@64",

@@ -16,6 +16,7 @@ from metapeft_optuna.meta import (
 from metapeft_optuna.meta.acquisition import (
     expected_hypervolume_improvement,
     hypervolume,
+    knee_index,
     pareto_mask,
 )
 from metapeft_optuna.meta.evaluation import leave_one_task_out
@@ -36,7 +37,7 @@ FAST = SurrogateConfig(members=3, joint_steps=200, reptile_iterations=10)
 TINY_TASKS = (
     "parity@64",
     "iris",
-    "word_sentiment@64",
+    "sentiment_strength@64",
     "addition@64",
     "language_id@64",
     "roman_numerals@64",
@@ -299,6 +300,55 @@ def test_optimizer_portfolio_is_spread_and_excludes_seen(fitted, experiences):
     )
     assert all(p.params not in seen for p in again)
     assert "EHVI" in again[0].reason
+
+
+class _StepsSurrogate:
+    """Predicts from the steps alone: accuracy saturating with more steps, training time
+    growing with them, memory flat; exact (tiny standard deviations)."""
+
+    is_fitted = True
+
+    def __init__(self, space: PEFTSearchSpace):
+        self.column = space.feature_names().index("steps")
+
+    def curve(self, u: np.ndarray) -> np.ndarray:
+        return np.column_stack(
+            [1 - np.exp(-4 * u), np.full_like(u, np.nan), np.full_like(u, 6.4), np.log(5 + 60 * u)]
+        )
+
+    def predict(self, context, encoded):
+        mean = self.curve(encoded[:, self.column])
+        return mean, np.full_like(mean, 1e-3)
+
+
+def test_knee_index_is_the_compromise_of_the_front():
+    points = np.array([[0.0, 10.0], [0.2, 1.0], [1.0, 0.0], [0.5, 5.0], [0.1, 9.0]])
+    assert knee_index(points) == 1
+    # Scaling an objective does not move the knee; a dominated point is never it.
+    assert knee_index(points * np.array([1000.0, 0.01])) == 1
+    assert knee_index(np.array([[0.5, 0.5], [0.4, 0.4]])) == 1
+
+
+def test_first_proposal_of_an_empty_study_is_the_predicted_knee():
+    """Good quality at low cost first, then the portfolio spreads along the front."""
+    space = PEFTSearchSpace()
+    surrogate = _StepsSurrogate(space)
+    optimizer = MetaHyperparameterOptimizer(space, n_candidates=256)
+    proposals = optimizer.propose(surrogate, None, [], [], n=3, rng=np.random.default_rng(0))
+    assert proposals[0].reason.startswith("knee of the predicted Pareto front")
+    steps = space.distributions()["steps"]
+    grid = np.arange(steps.low, steps.high + 1, steps.step)
+    u = np.array([space.encode({"steps": int(s)})[surrogate.column] for s in grid])
+    predicted = surrogate.curve(u)[:, [0, 2, 3]] * np.array([-1, 1, 1])
+    assert proposals[0].params["steps"] == grid[knee_index(predicted)]
+    assert steps.low < proposals[0].params["steps"] < steps.high  # neither corner
+    assert {p.params["steps"] for p in proposals[1:]} != {proposals[0].params["steps"]}
+    assert all("EHVI" in p.reason for p in proposals[1:])
+    # One objective: the best predicted quality (the corner), by expected improvement.
+    single = optimizer.propose(
+        surrogate, None, [], [], rng=np.random.default_rng(0), objectives=("accuracy",)
+    )[0]
+    assert single.params["steps"] == steps.high
 
 
 def test_cold_start_turn_of_methods_starts_at_the_trial_number():

@@ -53,13 +53,13 @@ def test_every_builtin_task_loads_splits_and_has_characteristics(name, tiny):
 
 
 def test_size_variants_are_label_balanced_subsamples():
-    small = load_task("word_sentiment@64")
-    assert small.name == "word_sentiment@64" and len(small.examples) == 64
+    small = load_task("sentiment_strength@64")
+    assert small.name == "sentiment_strength@64" and len(small.examples) == 64
     counts = Counter(e.completion for e in small.examples)
-    full = Counter(e.completion for e in load_task("word_sentiment", size=5586).examples)
-    expected = 64 * full[" negative"] / sum(full.values())
-    assert abs(counts[" negative"] - expected) <= 2
-    assert load_task("word_sentiment", size=64) == small
+    full = Counter(e.completion for e in load_task("sentiment_strength", size=4636).examples)
+    expected = 64 * full[" strong"] / sum(full.values())
+    assert abs(counts[" strong"] - expected) <= 2
+    assert load_task("sentiment_strength", size=64) == small
     assert len(list_tasks(with_sizes=True)) > len(list_tasks())
 
 

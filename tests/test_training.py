@@ -81,7 +81,7 @@ def test_language_modeling_task(tiny, tmp_path):
 
 def test_classification_scoring_paths_agree_when_first_tokens_differ(tiny):
     model, tokenizer, _ = tiny
-    task = load_task("word_sentiment@64")
+    task = load_task("sentiment_strength@64")
     labels = LabelSet.from_task(task, tokenizer)
     adapter = AdapterFactory.create_adapter("lora", model, {"rank": 2})
     try:
@@ -297,8 +297,9 @@ def test_every_sampled_configuration_builds_an_adapter(method):
 
 
 @pytest.mark.slow
-def test_smollm2_four_trial_study_beats_chance(smollm2):
-    """4 real fine-tunes of SmolLM2-135M on word sentiment (chance: 0.5)."""
+def test_smollm2_four_trial_study_beats_zero_shot(smollm2):
+    """4 real fine-tunes of SmolLM2-135M on language identification (7 languages; the
+    untuned model scores 0.30 on the 400-example test set)."""
     space = PEFTSearchSpace(
         methods=("lora", "prompt_tuning", "prefix_tuning"),
         specs=[
@@ -311,15 +312,16 @@ def test_smollm2_four_trial_study_beats_chance(smollm2):
         ],
     )
     objective = PEFTObjective(
-        "word_sentiment@256",
+        "language_id@256",
         model=smollm2,
         search_space=space,
-        budget=TrainingBudget(curve_points=2, eval_examples=26),
+        budget=TrainingBudget(curve_points=2, eval_examples=64),
     )
     study = optuna.create_study(
         directions=objective.directions, sampler=optuna.samplers.TPESampler(seed=1)
     )
     study.optimize(objective, n_trials=4)
     best = max(t.values[0] for t in study.trials if t.values)
-    assert best >= 0.75, [(t.params, t.values) for t in study.trials]
+    zero_shot = study.user_attrs[schema.STUDY_BASELINE]["accuracy"]
+    assert best >= zero_shot + 0.2, (zero_shot, [(t.params, t.values) for t in study.trials])
     mx.clear_cache()

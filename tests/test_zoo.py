@@ -54,7 +54,7 @@ def test_held_out_sets_are_fixed_disjoint_and_the_same_at_every_size():
     assert builtin_task("parity", 64) == small  # deterministic
 
 
-@pytest.mark.parametrize("name", ["word_sentiment", "count_vowels", "language_id"])
+@pytest.mark.parametrize("name", ["sentiment_strength", "count_vowels", "language_id"])
 def test_held_out_sets_are_label_stratified(name):
     split = held_out(name)
     everything = split.train.examples + split.validation + split.test

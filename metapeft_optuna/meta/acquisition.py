@@ -33,6 +33,31 @@ def pareto_mask(points: np.ndarray) -> np.ndarray:
     return ~dominated
 
 
+def knee_index(points: np.ndarray) -> int:
+    """Index of the knee of a set of minimised objective vectors: among the
+    non-dominated rows, the one nearest the ideal point once every objective is scaled to
+    the front's own range, the compromise solution of Zeleny's compromise programming
+    (1973). On a quality/cost front it is good quality at low cost, where the extreme
+    points buy the last bit of quality with a large cost, or the reverse.
+
+    Args:
+        points: ``(n, d)`` objective vectors, all minimised.
+
+    Returns:
+        The row index of the knee (ties: the lowest index).
+
+    Example:
+        >>> knee_index(np.array([[0.0, 10.0], [0.2, 1.0], [1.0, 0.0], [0.5, 5.0]]))
+        1
+    """
+    points = np.asarray(points, dtype=float)
+    front = np.flatnonzero(pareto_mask(points))
+    low, high = points[front].min(axis=0), points[front].max(axis=0)
+    span = np.where(high - low > 1e-12, high - low, 1.0)
+    distance = np.linalg.norm((points[front] - low) / span, axis=1)
+    return int(front[np.argmin(distance)])
+
+
 def _free_cells(front: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper corners of the grid cells not dominated by ``front``."""
     dims = front.shape[1]

@@ -11,7 +11,12 @@ import numpy as np
 
 from .. import schema
 from ..training.search_space import PEFTSearchSpace
-from .acquisition import expected_hypervolume_improvement, expected_improvement, pareto_mask
+from .acquisition import (
+    expected_hypervolume_improvement,
+    expected_improvement,
+    knee_index,
+    pareto_mask,
+)
 from .features import describe_prediction, prediction_dict, target_columns, target_vector
 from .surrogate import PEFTSurrogate
 
@@ -91,7 +96,10 @@ class MetaHyperparameterOptimizer:
     time and loss on a log scale), scaled to comparable ranges. A batch of proposals is
     built greedily: each chosen candidate's predicted mean joins the front before the
     next is chosen ("Kriging believer"), which spreads a portfolio along the predicted
-    Pareto front instead of repeating one configuration.
+    Pareto front instead of repeating one configuration. With nothing observed or
+    pending yet, the first of several objectives' proposals is the knee of the predicted
+    front (:func:`~metapeft_optuna.meta.acquisition.knee_index`): good quality at low
+    cost, where EHVI alone favours the uncertain, accurate and expensive corner.
 
     Args:
         search_space: The PEFT search space.
@@ -231,15 +239,20 @@ class MetaHyperparameterOptimizer:
         believed: list[np.ndarray] = [np.asarray(p)[columns] * signs for p in pending]
         taken: set[int] = set()
         kind = "EHVI" if len(objectives) > 1 else f"EI on {objectives[0]}"
+        knee_first = len(objectives) > 1 and not len(observed) and not believed
         for _ in range(min(n, len(pool))):
             scores = scores_of(believed)
             scores[list(taken)] = -np.inf
-            pick = int(np.argmax(scores))
+            if knee_first and not taken:
+                pick = knee_index(mean)
+                why = f"knee of the predicted Pareto front of {len(pool)} candidates"
+            else:
+                pick = int(np.argmax(scores))
+                why = f"highest {kind} ({scores[pick]:.4g}) of {len(pool)} candidates"
             taken.add(pick)
             believed.append(mean[pick])
-            reason = (
-                f"highest {kind} ({scores[pick]:.4g}) of {len(pool)} candidates; predicted "
-                + describe_prediction(prediction_dict(full_mean[pick], full_std[pick]))
+            reason = f"{why}; predicted " + describe_prediction(
+                prediction_dict(full_mean[pick], full_std[pick])
             )
             proposals.append(
                 Proposal(pool[pick], full_mean[pick], full_std[pick], float(scores[pick]), reason)

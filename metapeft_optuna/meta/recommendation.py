@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -54,8 +55,12 @@ def explain(
     experiences: int,
     tasks: int,
     quality: str = "accuracy",
+    knee_of: Sequence[str] = (),
+    likeliest: str | None = None,
 ) -> str:
-    """Why a method was recommended: similar past tasks, the two models' votes, the
+    """Why a method was recommended: similar past tasks, the two models' votes, how the
+    configuration was chosen (``knee_of``: the objectives of the predicted Pareto front
+    it is the knee of; ``likeliest``: the method most likely best on quality alone), the
     predicted outcome."""
     lines = []
     if similar:
@@ -69,6 +74,12 @@ def explain(
         f"The method selector gives {pick} p={selector_probability:.2f}; the surrogate gives "
         f"its best configuration the top {quality} with p={surrogate_probability:.2f}."
     )
+    if knee_of:
+        lines.append(
+            f"The configuration is the knee of the predicted Pareto front over "
+            f"{', '.join(knee_of)}: good {quality} at low cost"
+            + (f" (best on {quality} alone: {likeliest})." if likeliest != pick else ".")
+        )
     lines.append(
         f"Predicted for the recommended configuration: {describe_prediction(prediction)} "
         f"(from {experiences} experiences on {tasks} tasks)."

@@ -248,14 +248,18 @@ class MetaPEFTSystem:
         *,
         num_layers: int | None = None,
         seed: int | None = None,
-        quality: str = "accuracy",
+        objectives: Sequence[str] = schema.DEFAULT_OBJECTIVES,
     ) -> MethodRecommendation:
         """Recommend a method and configuration, with expected performance and reasoning.
 
-        ``quality`` is the objective the recommendation maximises the chance of being
-        best on (``accuracy`` or ``val_loss``); where no experience measured it, the
-        recommendation goes by predicted accuracy and says so.
+        The method probabilities say which method's best configuration is likely best on
+        the quality objective of ``objectives`` (``accuracy`` or ``val_loss``; where no
+        experience measured it, predicted accuracy, and the reasoning says so). With
+        cost objectives too, the configuration is the knee of the predicted Pareto
+        front over all methods (good quality at low cost); with quality alone, the
+        likeliest method's best predicted configuration.
         """
+        objectives = schema.check_objectives(objectives)
         context = context_vector(task_characteristics, model_info)
         layers = num_layers or (model_info or {}).get("num_layers") or 30
         rng = np.random.default_rng(self.seed if seed is None else seed)
@@ -277,9 +281,11 @@ class MetaPEFTSystem:
                 [],
             )
         selector = self.method_probabilities(context)
+        quality = schema.quality_objective(objectives) or "accuracy"
         column = schema.METRICS.index(quality)
         if not self.surrogate.known_targets_[column]:
             quality, column = "accuracy", schema.METRICS.index("accuracy")
+            objectives = tuple(quality if o in schema.QUALITY_METRICS else o for o in objectives)
         best = self.best_per_method(context, rng, quality)
         # Probability each method's best configuration has the top quality, from the
         # surrogate's predictive distribution, combined with the selector's opinion.
@@ -290,24 +296,38 @@ class MetaPEFTSystem:
         surrogate_p = np.bincount(draws.argmax(axis=1), minlength=len(self.methods)) / 2000
         combined = selector * (surrogate_p + 1e-3)
         combined /= combined.sum()
-        pick = self.methods[int(np.argmax(combined))]
-        proposal = best[pick]
+        likeliest = self.methods[int(np.argmax(combined))]
+        proposal = best[likeliest]
+        if len(objectives) > 1:
+            proposal = self.hyperparameter_optimizer.propose(
+                self.surrogate,
+                context,
+                [],
+                [],
+                rng=rng,
+                seeds=self.seed_configurations(context),
+                objectives=objectives,
+            )[0]
+        pick = proposal.params["method"]
         _, hp = self.search_space.to_hyperparameters(proposal.params, layers)
         similar = self.similar_tasks(context)
+        index = self.methods.index(pick)
         return MethodRecommendation(
             PEFTMethod(pick),
-            float(combined.max()),
+            float(combined[index]),
             hp,
             proposal.prediction(),
             explain(
                 pick,
-                float(selector[self.methods.index(pick)]),
-                float(surrogate_p[self.methods.index(pick)]),
+                float(selector[index]),
+                float(surrogate_p[index]),
                 proposal.prediction(),
                 similar,
                 len(self.experience_buffer),
                 len(self.task_summaries_),
                 quality,
+                knee_of=objectives if len(objectives) > 1 else (),
+                likeliest=likeliest,
             ),
             proposal.params,
             dict(zip(self.methods, combined.round(4).tolist())),

@@ -353,8 +353,7 @@ class MetaPEFTSampler(BaseSampler):
         key = f"{study._study_id}:{study.study_name}"
         if key in self._portfolios:
             return self._portfolios[key]
-        quality = schema.quality_objective(objectives) or "accuracy"
-        recommendation = system.recommend(chars, info, seed=self._seed, quality=quality)
+        recommendation = system.recommend(chars, info, seed=self._seed, objectives=objectives)
         context = context_vector(chars, info)
         first = None
         if methods is None or recommendation.method.value in methods:

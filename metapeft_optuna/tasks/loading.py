@@ -15,7 +15,7 @@ def load_task(spec: str | Path, *, size: int | None = None, **file_options: Any)
     """Load a built-in task, a JSONL/CSV file, or an mlx-lm data directory.
 
     Args:
-        spec: ``"word_sentiment"``, ``"word_sentiment@256"``, a path to a ``.jsonl``
+        spec: ``"sentiment_strength"``, ``"sentiment_strength@256"``, a path to a ``.jsonl``
             or ``.csv`` file, or a directory with ``train.jsonl`` and optionally
             ``valid.jsonl`` and ``test.jsonl`` (as for ``mlx_lm.lora --data``; a missing
             split is carved from ``train.jsonl``, see :func:`load_task_file`).
@@ -47,7 +47,7 @@ def load_task(spec: str | Path, *, size: int | None = None, **file_options: Any)
             if not size_text.isdigit() or int(size_text) < 1:
                 raise UnknownTaskError(
                     f"task {text!r}: the size after '@' must be a "
-                    "positive integer, e.g. word_sentiment@256."
+                    "positive integer, e.g. sentiment_strength@256."
                 )
             size = int(size_text)
         return builtin_task(base, size)

@@ -67,7 +67,7 @@ class Task:
     """A dataset plus how to prompt and score it.
 
     Attributes:
-        name: Identifier (built-in name such as ``"word_sentiment@256"`` or a file stem).
+        name: Identifier (built-in name such as ``"sentiment_strength@256"`` or a file stem).
         examples: All examples, in a fixed order.
         task_type: ``"classification"`` (answer from ``labels``, scored by label
             likelihood), ``"generation"`` (exact match after normalisation) or

@@ -2,7 +2,7 @@
 
 Every task is deterministic (a fixed seed per task, data read in sorted order) and
 :func:`build_builtin` gives its full pool. :func:`builtin_task` gives a sized variant:
-``"word_sentiment@256"`` is 256 *training* examples plus fixed held-out sets.
+``"sentiment_strength@256"`` is 256 *training* examples plus fixed held-out sets.
 
 Held-out sets. A task whose pool holds at least :data:`HOLDOUT` + :data:`MIN_TRAIN`
 distinct prompts sets aside, once and independently of any size, a test set of
@@ -77,9 +77,6 @@ _STDLIB_DOCS = "Python standard library docstrings"
 # exact match is the honest quality there, not the free-form answers' loss.
 EXACT = "accuracy"
 _REGISTRY = (
-    BuiltinTask(
-        "word_sentiment", "sentiment", "classification", lexical.word_sentiment, "vaderSentiment"
-    ),
     BuiltinTask(
         "sentiment_strength",
         "sentiment",

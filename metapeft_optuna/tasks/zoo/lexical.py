@@ -31,16 +31,6 @@ def vader_lexicon() -> tuple[tuple[str, float], ...]:
     return tuple((row[0], float(row[1])) for row in rows)
 
 
-def word_sentiment(rng: np.random.Generator) -> list[tuple[str, str]]:
-    """Polarity of single words rated by humans (positive/negative)."""
-    pairs = [
-        (w, "positive" if v > 0 else "negative")
-        for w, v in vader_lexicon()
-        if _WORD.fullmatch(w) and abs(v) >= 1.0
-    ]
-    return [(f"Word: {w}\nSentiment:", f" {label}") for w, label in pairs]
-
-
 def sentiment_strength(rng: np.random.Generator) -> list[tuple[str, str]]:
     """Whether a word's valence is strong (|v| >= 2) or mild (0.5 <= |v| < 1.5)."""
     pairs = []
