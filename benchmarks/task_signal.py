@@ -196,10 +196,11 @@ def _pm(value, se) -> str:
 
 def report(storage: str, out: str | None) -> str:
     summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    builtin = set(task_specs())  # a task removed from the zoo keeps its trials, not its row
     rows = [
         task_row(optuna.load_study(study_name=s.study_name, storage=storage))
         for s in sorted(summaries, key=lambda s: s.study_name)
-        if s.study_name.startswith(PREFIX) and s.n_trials
+        if s.study_name.removeprefix(PREFIX) in builtin and s.n_trials
     ]
     lines = [
         "| task | objective | accuracy: zero-shot | best (method) | val_loss: zero-shot "
@@ -221,7 +222,7 @@ def report(storage: str, out: str | None) -> str:
     text = "\n".join(lines) + "\n"
     if out:
         text = HEADER + text
-        from metapeft_optuna.io import atomic_path
+        from metapeft_optuna.atomic import atomic_path
 
         with atomic_path(out) as tmp, open(tmp, "w") as fh:
             fh.write(text)

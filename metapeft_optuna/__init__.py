@@ -2,7 +2,8 @@
 
 Importing this package first preloads an optimized BLAS for MLX on Linux (see
 :mod:`metapeft_optuna._blas`); the public names below are imported lazily so that
-``import metapeft_optuna`` stays cheap.
+``import metapeft_optuna`` stays cheap. The seed's meta-learning research API (MAML,
+``TaskDistribution``, ``SimpleClassifier``, ...) is :mod:`metapeft_optuna.research`.
 """
 
 from __future__ import annotations
@@ -27,28 +28,19 @@ _EXPORTS = {
     "NotFittedError": "errors",
     "TrialFailedError": "errors",
     "UnknownTaskError": "errors",
-    # utilities
-    "MetaLearningConfig": "config",
-    "setup_logger": "logging",
     # models
     "load_model": "models",
     "ModelInfo": "models",
     "LoadedModel": "models",
-    "SimpleClassifier": "models",
-    "cross_entropy_loss": "models",
-    "accuracy": "models",
     # tasks
     "Task": "tasks",
     "Example": "tasks",
     "load_task": "tasks",
     "list_tasks": "tasks",
     "TaskCharacteristics": "tasks",
-    "TaskConfig": "tasks",
-    "TaskDistribution": "tasks",
     # PEFT methods
     "PEFTMethod": "peft",
     "AdapterFactory": "peft",
-    "LoRAAdapter": "peft",
     "load_adapter": "peft",
     # training
     "fine_tune": "training",
@@ -66,8 +58,6 @@ _EXPORTS = {
     "MetaHyperparameterOptimizer": "meta",
     "PEFTSurrogate": "meta",
     "ReptileLearner": "meta",
-    "MAMLLearner": "meta",
-    "BaselineComparison": "meta",
     # Optuna plugin
     "MetaPEFTSampler": "samplers",
     "MetaPEFTPruner": "pruners",

@@ -9,9 +9,10 @@ import subprocess
 import sys
 
 import metapeft_optuna
-from metapeft_optuna import ConfigError, MetaLearningConfig, setup_logger
+from metapeft_optuna import ConfigError
+from metapeft_optuna.atomic import atomic_write_json, atomic_write_text
 from metapeft_optuna.cli import main as cli_main
-from metapeft_optuna.io import atomic_write_json, atomic_write_text
+from metapeft_optuna.research import MetaLearningConfig, setup_logger
 
 import pytest
 
@@ -115,7 +116,7 @@ def test_atomic_writes_leave_no_partial_file(tmp_path):
     class Boom(Exception):
         pass
 
-    from metapeft_optuna.io import atomic_path
+    from metapeft_optuna.atomic import atomic_path
 
     with pytest.raises(Boom), atomic_path(target) as tmp:
         tmp.write_text("half")

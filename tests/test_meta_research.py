@@ -6,9 +6,15 @@ from __future__ import annotations
 import os
 
 from metapeft_optuna import ConfigError, MetaLearningError, TaskSamplingError
-from metapeft_optuna.meta import BaselineComparison, MAMLLearner, ReptileLearner
-from metapeft_optuna.models import SimpleClassifier, cross_entropy_loss
-from metapeft_optuna.tasks.distribution import TaskConfig, TaskDistribution
+from metapeft_optuna.research import (
+    BaselineComparison,
+    MAMLLearner,
+    ReptileLearner,
+    SimpleClassifier,
+    TaskConfig,
+    TaskDistribution,
+    cross_entropy_loss,
+)
 
 import mlx.core as mx
 import numpy as np
@@ -38,8 +44,8 @@ def seed_example(tmp_path_factory):
     try:
         mx.random.seed(0)
         # ---- begin: the seed's example, import paths adapted ----
-        from metapeft_optuna.config import MetaLearningConfig
-        from metapeft_optuna.logging import setup_logger
+        from metapeft_optuna.research.config import MetaLearningConfig
+        from metapeft_optuna.research.logging import setup_logger
 
         logger = setup_logger("meta_learning", log_dir="logs")
         config = MetaLearningConfig.from_yaml("configs/default.yaml")

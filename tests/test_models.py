@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from metapeft_optuna import ModelLoadError
-from metapeft_optuna.models import SimpleClassifier, accuracy, cross_entropy_loss, load_model
+from metapeft_optuna.models import load_model
 from metapeft_optuna.models.gguf import load_gguf
+from metapeft_optuna.research import SimpleClassifier, accuracy, cross_entropy_loss
 
 import mlx.core as mx
 import mlx.nn as nn

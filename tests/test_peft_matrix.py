@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from metapeft_optuna.models import load_model
-from metapeft_optuna.peft import AdapterFactory, BaseAdapter, load_adapter
+from metapeft_optuna.peft import AdapterFactory, BaseAdapter, load_adapter, save_adapter
 from metapeft_optuna.tasks import load_task
 from metapeft_optuna.training.batching import collate, encode_task_examples, iterate_batches
 from metapeft_optuna.training.loss import answer_loss
@@ -179,7 +179,7 @@ def test_a_few_steps_lower_the_loss(trained):
 
 def test_save_load_gives_identical_logits(trained, tmp_path):
     case, result = trained
-    result.adapter.save(tmp_path / "adapter")
+    save_adapter(result.adapter, tmp_path / "adapter")
     fresh, _, _ = load_model(case[1])
     loaded = load_adapter(fresh, tmp_path / "adapter")
     loaded.eval()
@@ -198,7 +198,8 @@ def test_fuse_gives_the_same_outputs(case, tmp_path):
     if case[0] not in _CACHE:
         _CACHE[case[0]] = _train(case)
     result = _CACHE[case[0]]
-    result.adapter.save(tmp_path / "adapter")  # fuse a copy, keep the cached adapter intact
+    # Fuse a copy, keeping the cached adapter intact.
+    save_adapter(result.adapter, tmp_path / "adapter")
     fresh, _, _ = load_model(case[1])
     adapter = load_adapter(fresh, tmp_path / "adapter")
     adapter.eval()

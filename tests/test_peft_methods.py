@@ -8,17 +8,18 @@ import subprocess
 import sys
 
 from metapeft_optuna import AdapterCreationError
-from metapeft_optuna.models import SimpleClassifier, load_model
+from metapeft_optuna.models import load_model
 from metapeft_optuna.models.export import save_mlx_lm_model
 from metapeft_optuna.peft import (
     AdaLoRAConfig,
     AdapterFactory,
-    LoRAAdapter,
     PEFTMethod,
     load_adapter,
     read_adapter_config,
+    save_adapter,
 )
 from metapeft_optuna.peft.adalora import RankAllocator
+from metapeft_optuna.research import LoRAAdapter, SimpleClassifier
 from metapeft_optuna.tasks import load_task
 from metapeft_optuna.training.batching import collate, encode_task_examples, iterate_batches
 from metapeft_optuna.training.loss import answer_loss
@@ -54,7 +55,7 @@ def test_lora_adapter_loads_in_mlx_lm_with_identical_logits(tmp_path):
     )
     _train(adapter, tokenizer, 6)
     adapter.eval()
-    adapter.save(tmp_path / "adapter")
+    save_adapter(adapter, tmp_path / "adapter")
     config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     assert config["fine_tune_type"] == "lora" and config["num_layers"] == 2
     assert config["lora_parameters"]["scale"] == 2.0
@@ -72,7 +73,7 @@ def test_mlx_lm_fuse_command_accepts_our_adapters(tmp_path, method):
     adapter = AdapterFactory.create_adapter(method, model, {"rank": 4})
     _train(adapter, tokenizer, 4)
     adapter.eval()
-    adapter.save(tmp_path / "adapter")
+    save_adapter(adapter, tmp_path / "adapter")
     subprocess.run(
         [
             sys.executable,
@@ -100,7 +101,7 @@ def test_mlx_lm_written_lora_file_loads_here(tmp_path):
     adapter = AdapterFactory.create_adapter(
         "lora", model, {"rank": 2, "target_modules": "all_linear"}
     )
-    adapter.save(tmp_path / "a")
+    save_adapter(adapter, tmp_path / "a")
     config_path = tmp_path / "a" / "adapter_config.json"
     config = json.loads(config_path.read_text())
     config = {
@@ -324,7 +325,7 @@ def test_load_adapter_errors(tmp_path):
     with pytest.raises(AdapterCreationError, match="adapter_config.json: not found"):
         load_adapter(model, tmp_path)
     adapter = AdapterFactory.create_adapter("lora", model, {"rank": 4})
-    adapter.save(tmp_path / "a")
+    save_adapter(adapter, tmp_path / "a")
     other, _, _ = load_model("tiny")
     config_path = tmp_path / "a" / "adapter_config.json"
     data = json.loads(config_path.read_text())
@@ -340,9 +341,9 @@ def test_load_adapter_errors(tmp_path):
 def test_saving_replaces_the_directory_atomically(tmp_path):
     model, _, _ = load_model("tiny")
     adapter = AdapterFactory.create_adapter("lora", model, {"rank": 4})
-    adapter.save(tmp_path / "a")
+    save_adapter(adapter, tmp_path / "a")
     (tmp_path / "a" / "stale.txt").write_text("old")
-    adapter.save(tmp_path / "a")
+    save_adapter(adapter, tmp_path / "a")
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
         "adapter_config.json",
         "adapters.safetensors",

@@ -1,10 +1,8 @@
-"""Meta-learning: experience, task embedding, method selection, surrogate, Reptile, MAML,
+"""Meta-learning: experience, task embedding, method selection, surrogate, Reptile,
 MetaPEFTSystem and MetaHyperparameterOptimizer."""
 
-from .baseline import BaselineComparison
 from .experience import ExperienceBuffer, PEFTExperience
 from .hpo import MetaHyperparameterOptimizer, Proposal
-from .maml import MAMLLearner
 from .networks import MethodSelectionNetwork, SurrogateNet, TaskEmbeddingNetwork
 from .recommendation import MethodRecommendation
 from .reptile import ReptileLearner
@@ -12,9 +10,7 @@ from .surrogate import PEFTSurrogate, SurrogateConfig
 from .system import MetaPEFTSystem
 
 __all__ = [
-    "BaselineComparison",
     "ExperienceBuffer",
-    "MAMLLearner",
     "MetaHyperparameterOptimizer",
     "MetaPEFTSystem",
     "MethodRecommendation",

@@ -12,13 +12,36 @@ import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
+from ..atomic import atomic_write_with
 from ..errors import ConfigError, MetaLearningError
-from ..io import atomic_write_with
-from ..models.simple import accuracy
 
 Episode = tuple[mx.array, mx.array, mx.array, mx.array]
 LossFn = Callable[[mx.array, mx.array], mx.array]
 EVAL_STEPS = (1, 5)
+
+
+def cross_entropy_loss(logits: mx.array, targets: mx.array) -> mx.array:
+    """Mean cross-entropy; ``targets`` are class indices or one-hot/probability rows.
+
+    Example:
+        >>> float(cross_entropy_loss(mx.array([[0.0, 0.0]]), mx.array([1]))) > 0.69
+        True
+    """
+    if targets.ndim == logits.ndim:
+        return mx.mean(-mx.sum(targets * nn.log_softmax(logits, axis=-1), axis=-1))
+    return mx.mean(nn.losses.cross_entropy(logits, targets))
+
+
+def accuracy(logits: mx.array, targets: mx.array) -> float:
+    """Fraction of rows whose arg-max matches ``targets`` (indices or one-hot).
+
+    Example:
+        >>> accuracy(mx.array([[0.1, 0.9], [0.8, 0.2]]), mx.array([1, 1]))
+        0.5
+    """
+    if targets.ndim == logits.ndim:
+        targets = mx.argmax(targets, axis=-1)
+    return float(mx.mean(mx.argmax(logits, axis=-1) == targets))
 
 
 class MetaLearner:
@@ -28,7 +51,7 @@ class MetaLearner:
     the outer loop feeds the meta-gradient to Adam with ``outer_lr``.
 
     Example:
-        >>> from metapeft_optuna.models import SimpleClassifier, cross_entropy_loss
+        >>> from metapeft_optuna.research import SimpleClassifier, cross_entropy_loss
         >>> learner = MetaLearner(SimpleClassifier(2), inner_lr=0.1)
         >>> x, y = mx.random.normal((8, 2)), mx.zeros((8,), dtype=mx.int32)
         >>> params = learner.adapt(x, y, cross_entropy_loss, steps=3)

@@ -24,8 +24,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .. import schema
+from ..atomic import atomic_path
 from ..errors import ConfigError, DataFormatError, MetaLearningError
-from ..io import atomic_path
 from ..peft import PEFTMethod
 from ..tasks import TaskCharacteristics
 

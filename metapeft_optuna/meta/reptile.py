@@ -27,8 +27,8 @@ class ReptileLearner(MetaLearner):
         num_inner_steps: Steps per task adaptation (default: 5).
 
     Example:
-        >>> from metapeft_optuna.models import SimpleClassifier, cross_entropy_loss
-        >>> from metapeft_optuna.tasks.distribution import TaskConfig, TaskDistribution
+        >>> from metapeft_optuna.research import SimpleClassifier, cross_entropy_loss
+        >>> from metapeft_optuna.research import TaskConfig, TaskDistribution
         >>> dist = TaskDistribution([TaskConfig(f"t{i}", "linear_classification", 2, 2, 5, 20)
         ...                          for i in range(4)], seed=0)
         >>> model = SimpleClassifier(input_dim=2, hidden_dim=64, num_classes=2)

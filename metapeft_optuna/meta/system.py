@@ -16,8 +16,8 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
 from .. import __version__, schema
+from ..atomic import atomic_directory
 from ..errors import MetaLearningError
-from ..io import atomic_directory
 from ..peft import PEFTMethod
 from ..tasks import TaskCharacteristics
 from ..training.search_space import PEFTSearchSpace

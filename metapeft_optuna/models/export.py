@@ -11,7 +11,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from ..io import atomic_directory
+from ..atomic import atomic_directory
 
 
 def save_mlx_lm_model(model: nn.Module, tokenizer: Any, path: str | Path) -> Path:

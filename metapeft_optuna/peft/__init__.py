@@ -8,7 +8,7 @@ from .adalora import AdaLoRAConfig, AdaLoRAModelAdapter, RankAllocator, SVDLinea
 from .base import BaseAdapter
 from .config import AdapterConfig
 from .io import load_adapter, read_adapter_config, save_adapter
-from .lora import DoRAConfig, DoRAModelAdapter, LoRAAdapter, LoRAConfig, LoRAModelAdapter
+from .lora import DoRAConfig, DoRAModelAdapter, LoRAConfig, LoRAModelAdapter
 from .method import PEFTMethod
 from .p_tuning import PromptEncoder, PTuningAdapter, PTuningConfig
 from .prefix_tuning import PrefixCache, PrefixTuningAdapter, PrefixTuningConfig
@@ -24,7 +24,6 @@ __all__ = [
     "BaseAdapter",
     "DoRAConfig",
     "DoRAModelAdapter",
-    "LoRAAdapter",
     "LoRAConfig",
     "LoRAModelAdapter",
     "PEFTMethod",

@@ -14,7 +14,6 @@ An adapter is an ``nn.Module`` that wraps a (frozen) base model, so
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 
 import mlx.core as mx
@@ -144,12 +143,6 @@ class BaseAdapter(nn.Module):
                 "format_version": 1,
             },
         }
-
-    def save(self, path: str | Path) -> Path:
-        """Save to ``path/adapter_config.json`` + ``path/adapters.safetensors`` atomically."""
-        from .io import save_adapter
-
-        return save_adapter(self, path)
 
     def fuse(self, dequantize: bool = False) -> nn.Module:
         """Merge the adapter into plain layers and return the base model."""

@@ -14,8 +14,8 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 
+from ..atomic import atomic_directory
 from ..errors import AdapterCreationError
-from ..io import atomic_directory
 from .base import BaseAdapter
 from .registry import AdapterFactory, resolve_method
 

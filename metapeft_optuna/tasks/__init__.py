@@ -1,7 +1,6 @@
 """Tasks: datasets plus how to prompt and score them, their meta-features, the zoo."""
 
 from .characteristics import TaskCharacteristics
-from .distribution import TaskConfig, TaskDistribution
 from .formats import load_task_file
 from .loading import list_tasks, load_task
 from .task import DOMAINS, TASK_TYPES, Example, Task, TaskSplits, normalize_answer
@@ -12,8 +11,6 @@ __all__ = [
     "Example",
     "Task",
     "TaskCharacteristics",
-    "TaskConfig",
-    "TaskDistribution",
     "TaskSplits",
     "list_tasks",
     "load_task",

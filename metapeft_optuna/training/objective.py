@@ -16,6 +16,7 @@ from ..errors import ConfigError, MetaLearningError
 from ..models import LoadedModel, load_model
 from ..models.info import describe
 from ..tasks import Task, TaskCharacteristics, load_task
+from . import reporting
 from .baseline import zero_shot
 from .results import CurvePoint, TrainingBudget, TrialResult
 from .search_space import PEFTSearchSpace
@@ -204,8 +205,6 @@ class PEFTObjective:
         return values[0] if len(values) == 1 else values
 
     def _on_curve_point(self, trial: optuna.Trial, point: CurvePoint) -> None:
-        from ..pruners import reporting
-
         # Single-objective pruners compare what tracks the study's own objective.
         curve_key = schema.OBJECTIVE_SPECS[self.objectives[0]].curve_key
         reporting.report(trial, point.to_dict(), metric=curve_key)

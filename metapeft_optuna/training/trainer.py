@@ -13,7 +13,7 @@ import mlx.core as mx
 
 from ..errors import AdapterCreationError, ConfigError, TrialFailedError
 from ..models import LoadedModel, load_model
-from ..peft import AdapterFactory, BaseAdapter, PEFTMethod, resolve_method
+from ..peft import AdapterFactory, BaseAdapter, PEFTMethod, resolve_method, save_adapter
 from ..tasks import Example, Task, load_task
 from .batching import EncodedExample, encode_example, encode_task_examples, iterate_batches
 from .evaluation import LabelSet, score_test, teacher_forced
@@ -317,7 +317,7 @@ def _train_and_score(
     eval_start = time.perf_counter()
     metrics = prepared.score(adapter, tokenizer, score_accuracy)
     eval_seconds += time.perf_counter() - eval_start
-    adapter_path = str(adapter.save(output_dir)) if output_dir is not None else None
+    adapter_path = str(save_adapter(adapter, output_dir)) if output_dir is not None else None
     extra = {"active_rank": adapter.active_rank()} if hasattr(adapter, "active_rank") else {}
     return TrialResult(
         metrics=metrics,

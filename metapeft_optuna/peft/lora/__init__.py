@@ -2,6 +2,5 @@
 
 from .adapter import DoRAModelAdapter, LoRAModelAdapter
 from .config import DoRAConfig, LoRAConfig
-from .layers import LoRAAdapter
 
-__all__ = ["DoRAConfig", "DoRAModelAdapter", "LoRAAdapter", "LoRAConfig", "LoRAModelAdapter"]
+__all__ = ["DoRAConfig", "DoRAModelAdapter", "LoRAConfig", "LoRAModelAdapter"]

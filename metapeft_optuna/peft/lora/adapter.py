@@ -16,7 +16,6 @@ from ..base import BaseAdapter
 from ..method import PEFTMethod
 from ..registry import register_adapter
 from .config import DoRAConfig, LoRAConfig
-from .layers import LoRAAdapter
 
 LORA_LAYERS = (LoRALinear, DoRALinear)
 
@@ -32,7 +31,8 @@ class LoRAModelAdapter(BaseAdapter):
 
     Language models are converted with mlx-lm's ``linear_to_lora_layers``, so the saved
     adapter is exactly what ``mlx_lm.generate --adapter-path`` and ``mlx_lm.fuse``
-    expect. Plain models (``SimpleClassifier``) get :class:`LoRAAdapter` layers.
+    expect. Plain models (``SimpleClassifier``) get mlx-lm's ``LoRALinear``/``DoRALinear``
+    on every linear layer (or the ``target_modules`` named).
 
     Example:
         >>> from metapeft_optuna.models import load_model
@@ -86,22 +86,14 @@ class LoRAModelAdapter(BaseAdapter):
                 f"{self.method}: {type(model).__name__} has no linear layers to adapt."
             )
         self.target_keys, self.num_layers = tuple(sorted(linears)), 0
-        if self.use_dora:
-            layers = [
-                (
-                    k,
-                    DoRALinear.from_base(
-                        m, r=config.rank, dropout=config.dropout, scale=config.scale
-                    ),
-                )
+        layer = DoRALinear if self.use_dora else LoRALinear
+        replace_modules(
+            model,
+            [
+                (k, layer.from_base(m, r=config.rank, dropout=config.dropout, scale=config.scale))
                 for k, m in linears.items()
-            ]
-        else:
-            layers = [
-                (k, LoRAAdapter.from_linear(m, config.rank, config.alpha, config.dropout))
-                for k, m in linears.items()
-            ]
-        replace_modules(model, layers)
+            ],
+        )
 
     def file_config(self) -> dict[str, Any]:
         return {

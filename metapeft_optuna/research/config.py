@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 ALGORITHMS = ("reptile", "maml")
 
@@ -102,6 +102,6 @@ class MetaLearningConfig:
 
     def to_yaml(self, path: str | Path) -> None:
         """Write this configuration as YAML (atomically)."""
-        from .io import atomic_write_text
+        from ..atomic import atomic_write_text
 
         atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))

@@ -1,9 +1,13 @@
-"""``SimpleClassifier`` and its loss/metric, the seed's model for meta-learning research."""
+"""``SimpleClassifier`` and its loss and metric (the seed's ``meta_learning.models``)."""
 
 from __future__ import annotations
 
 import mlx.core as mx
 import mlx.nn as nn
+
+from ..meta._learner import accuracy, cross_entropy_loss
+
+__all__ = ["SimpleClassifier", "accuracy", "cross_entropy_loss"]
 
 
 class SimpleClassifier(nn.Module):
@@ -41,27 +45,3 @@ class SimpleClassifier(nn.Module):
         for layer in self.layers[:-1]:
             x = nn.relu(layer(x))
         return self.layers[-1](x)
-
-
-def cross_entropy_loss(logits: mx.array, targets: mx.array) -> mx.array:
-    """Mean cross-entropy; ``targets`` are class indices or one-hot/probability rows.
-
-    Example:
-        >>> float(cross_entropy_loss(mx.array([[0.0, 0.0]]), mx.array([1]))) > 0.69
-        True
-    """
-    if targets.ndim == logits.ndim:
-        return mx.mean(-mx.sum(targets * nn.log_softmax(logits, axis=-1), axis=-1))
-    return mx.mean(nn.losses.cross_entropy(logits, targets))
-
-
-def accuracy(logits: mx.array, targets: mx.array) -> float:
-    """Fraction of rows whose arg-max matches ``targets`` (indices or one-hot).
-
-    Example:
-        >>> accuracy(mx.array([[0.1, 0.9], [0.8, 0.2]]), mx.array([1, 1]))
-        0.5
-    """
-    if targets.ndim == logits.ndim:
-        targets = mx.argmax(targets, axis=-1)
-    return float(mx.mean(mx.argmax(logits, axis=-1) == targets))

@@ -11,8 +11,7 @@ import numpy as np
 from scipy import stats
 
 from ..errors import MetaLearningError
-from ..models.simple import accuracy, cross_entropy_loss
-from ._learner import Episode, MetaLearner
+from ..meta._learner import Episode, MetaLearner, accuracy, cross_entropy_loss
 
 
 def _sgd_learner(model: nn.Module, lr: float) -> MetaLearner:
@@ -36,7 +35,7 @@ class BaselineComparison:
     sizes, adaptation-speed curves and a paired significance test.
 
     Example:
-        >>> from metapeft_optuna.models import SimpleClassifier
+        >>> from metapeft_optuna.research import SimpleClassifier
         >>> x, y = mx.random.normal((40, 2)), (mx.random.normal((40,)) > 0).astype(mx.int32)
         >>> out = BaselineComparison.evaluate_standard_finetuning(
         ...     SimpleClassifier(2), (x[:30], y[:30]), (x[30:], y[30:]), num_steps=10)

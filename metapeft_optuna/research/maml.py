@@ -10,7 +10,7 @@ import mlx.nn as nn
 from mlx.utils import tree_map
 
 from ..errors import MetaLearningError
-from ._learner import Episode, LossFn, MetaLearner, mean_tree
+from ..meta._learner import Episode, LossFn, MetaLearner, mean_tree
 
 
 class MAMLLearner(MetaLearner):
@@ -28,8 +28,8 @@ class MAMLLearner(MetaLearner):
         first_order: Use the first-order approximation.
 
     Example:
-        >>> from metapeft_optuna.models import SimpleClassifier, cross_entropy_loss
-        >>> from metapeft_optuna.tasks.distribution import TaskConfig, TaskDistribution
+        >>> from metapeft_optuna.research import SimpleClassifier, cross_entropy_loss
+        >>> from metapeft_optuna.research import TaskConfig, TaskDistribution
         >>> dist = TaskDistribution([TaskConfig("t", "gaussian_mixture", 3, 4, 6, 12)], seed=0)
         >>> learner = MAMLLearner(SimpleClassifier(4, 16, 3), num_inner_steps=2)
         >>> out = learner.meta_train_step([dist.sample_episode()[1:]], cross_entropy_loss)
