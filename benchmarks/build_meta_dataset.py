@@ -14,9 +14,9 @@ round-robin over tasks, so a partial build covers every task. Run it in the back
 and export the result for the repository with ``--export studies/meta_dataset.jsonl``.
 
 Timings are objectives, so other heavy work on the machine must not overlap a trial. Run
-such work through ``benchmarks/pause_build.sh COMMAND``: it stops the build, runs the
-command, resumes the build and records the pause in ``studies/.build_pauses``; a trial
-that overlaps a pause is recorded as failed ("paused") and its configuration redone.
+such work through ``benchmarks/pause_build.sh COMMAND``: it lets the running trial
+finish, holds the build between trials while the command runs, then releases it (no
+trial is lost or disturbed). Each trial records the load average at its start.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 import metapeft_optuna
 from metapeft_optuna import schema
@@ -52,24 +53,24 @@ TASKS = (
 )
 BUDGET = TrainingBudget(curve_points=4, curve_examples=24, eval_examples=50)
 STUDY_PREFIX = "meta-"
-PAUSES = "studies/.build_pauses"
+HOLD = "studies/.build_hold"  # present: finish the running trial, then wait
+IDLE = "studies/.build_idle"  # present while the build waits on HOLD
+# Reasons of failed trials whose configuration is redone: a trial stopped by the pauses
+# earlier builds used ("paused"), or left running by a killed build.
 PAUSED = "build paused during the trial; timing invalid, configuration redone"
 REDO = (PAUSED, "interrupted build")
 
 
-class PausedTrial(Exception):
-    """The trial overlapped a pause of the build, so its timings are not comparable."""
-
-
-def paused_between(start: float, end: float) -> bool:
-    if not os.path.exists(PAUSES):
-        return False
-    with open(PAUSES) as fh:
-        for line in fh:
-            a, b = map(float, line.split())
-            if a < end and b > start:
-                return True
-    return False
+def wait_while_held() -> None:
+    """Between trials: wait while ``benchmarks/pause_build.sh`` holds the machine."""
+    if not os.path.exists(HOLD):
+        return
+    Path(IDLE).touch()
+    try:
+        while os.path.exists(HOLD):
+            time.sleep(1)
+    finally:
+        Path(IDLE).unlink(missing_ok=True)
 
 
 def study_name(task: str) -> str:
@@ -111,16 +112,11 @@ def mark_interrupted(study: optuna.Study) -> None:
 
 
 class LoggedObjective(PEFTObjective):
-    """Records the machine load, and fails trials whose timing a pause invalidated."""
+    """Records the machine's load average at the start of each trial."""
 
     def __call__(self, trial: optuna.Trial):
         trial.set_user_attr("load_average", os.getloadavg()[0])
-        start = time.time()
-        values = super().__call__(trial)
-        if paused_between(start, time.time()):
-            trial.set_user_attr(schema.TRIAL_FAIL_REASON, PAUSED)
-            raise PausedTrial(PAUSED)
-        return values
+        return super().__call__(trial)
 
 
 def build(storage: str, tasks: tuple[str, ...], configs: int, model_spec: str) -> None:
@@ -139,6 +135,7 @@ def build(storage: str, tasks: tuple[str, ...], configs: int, model_spec: str) -
             sampler=optuna.samplers.RandomSampler(seed=sum(map(ord, task))),
         )
         mark_interrupted(studies[task])
+    Path(IDLE).unlink(missing_ok=True)  # left by a build killed while held
     started = time.time()
     ran = 0
     for round_index in range(configs):
@@ -152,8 +149,9 @@ def build(storage: str, tasks: tuple[str, ...], configs: int, model_spec: str) -
                 study.enqueue_trial(redo[0].params)
             else:
                 study.enqueue_trial({"method": methods[done % len(methods)]})
+            wait_while_held()
             t0 = time.time()
-            study.optimize(objectives[task], n_trials=1, catch=(PausedTrial,))
+            study.optimize(objectives[task], n_trials=1, catch=(Exception,))
             trial = study.trials[-1]
             ran += 1
             values = trial.values or trial.user_attrs.get(schema.TRIAL_FAIL_REASON)

@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
 # Run a command while the meta-dataset build (benchmarks/build_meta_dataset.py or
-# benchmarks/task_signal.py) is stopped, so the two never compete for the CPU; the pause is recorded and the build
-# redoes any trial it overlapped.
+# benchmarks/task_signal.py) holds between two trials, so the two never compete for the
+# CPU: the running trial finishes first (timings are objectives), the next one waits
+# until the command is done.
 set -u
 cd "$(dirname "$0")/.."
-pid=$(pgrep -f "benchmarks/(build_meta_dataset|task_signal).py" | head -n1 || true)
-start=$(date +%s.%N)
-[ -n "$pid" ] && kill -STOP "$pid"
+touch studies/.build_hold
+trap 'rm -f studies/.build_hold' EXIT
+while pgrep -f "benchmarks/(build_meta_dataset|task_signal).py" > /dev/null \
+    && [ ! -e studies/.build_idle ]; do
+    sleep 1
+done
 "$@"
-rc=$?
-[ -n "$pid" ] && kill -CONT "$pid"
-end=$(date +%s.%N)
-[ -n "$pid" ] && echo "$start $end" >> studies/.build_pauses
-exit $rc

@@ -17,8 +17,8 @@ yet, fewest trials first: one passing configuration settles a task) and the run 
 where it stopped; its trials are meant as the first trials of the next meta-dataset
 (one storage, one study per task, task and model on the study as for any experience).
 Timings are objectives: run it alone in the background, and anything heavy beside it
-through ``benchmarks/pause_build.sh COMMAND`` (a trial that overlaps the pause is
-failed and its configuration redone, as in ``build_meta_dataset.py``):
+through ``benchmarks/pause_build.sh COMMAND`` (it holds the run between two trials, as
+for ``build_meta_dataset.py``):
 
     nohup python benchmarks/task_signal.py > studies/task_signal.log 2>&1 &
     python benchmarks/task_signal.py --report docs/task-signal.md
@@ -42,10 +42,10 @@ import optuna
 from build_meta_dataset import (
     REDO,
     LoggedObjective,
-    PausedTrial,
     counted,
     mark_interrupted,
     pending_redo,
+    wait_while_held,
 )
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState
@@ -134,8 +134,9 @@ def run(storage: str, tasks: list[str], trials: int, model_spec: str) -> None:
             # at random, seeded by task and trial number so a resumed run draws anew.
             study.enqueue_trial({"method": methods[(_seed(spec) // 1000 + done) % len(methods)]})
         study.sampler = optuna.samplers.RandomSampler(seed=_seed(spec) + len(study.trials))
+        wait_while_held()
         started = time.time()
-        study.optimize(objectives[spec], n_trials=1, catch=(PausedTrial,))
+        study.optimize(objectives[spec], n_trials=1, catch=(Exception,))
         last = study.trials[-1]
         print(
             f"[{time.strftime('%H:%M:%S')}] {spec} #{last.number} {last.params.get('method')}: "
