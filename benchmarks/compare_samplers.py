@@ -187,7 +187,8 @@ def make_sampler(
         options = dict(meta_options or {})
         if options.pop("fallback", "tpe") == "gp":
             # Same 6-trial start-up as the default TPE fallback; the warm start counts.
-            options["fallback_sampler"] = optuna.samplers.GPSampler(seed=seed, n_startup_trials=6)
+            gp = optuna.samplers.GPSampler(seed=seed, n_startup_trials=6)
+            options["independent_sampler"] = gp
         return MetaPEFTSampler(
             task_characteristics=chars,
             model_info=info,
@@ -457,12 +458,12 @@ def write_outputs(
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     prefix = out / f"compare_{args.mode}"
+    # Summarised as written, so a merge of the CSV reproduces the table exactly.
+    rows = [{k: round(v, 5) if isinstance(v, float) else v for k, v in r.items()} for r in rows]
     with open(f"{prefix}.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerows(
-            {k: round(v, 5) if isinstance(v, float) else v for k, v in r.items()} for r in rows
-        )
+        writer.writerows(rows)
     if quality:
         Path(f"{prefix}_oracle_fit.json").write_text(json.dumps(quality, indent=1))
     summary = summarise(rows, samplers, args.trials)

@@ -17,7 +17,7 @@ import time
 
 import metapeft_optuna  # noqa: F401
 from metapeft_optuna.meta import ExperienceBuffer, SurrogateConfig
-from metapeft_optuna.meta.evaluation import leave_one_task_out
+from metapeft_optuna.meta.loto import leave_one_task_out
 
 
 def main() -> None:

@@ -75,14 +75,11 @@ def synthetic_experiences(
             metrics["accuracy"] = float(np.clip(metrics["accuracy"] + rng.normal(0, noise), 0, 1))
             out.append(
                 PEFTExperience(
-                    task_embedding=chars.to_vector(),
+                    task_characteristics=chars,
                     method_used=PEFTMethod(params["method"]),
                     hyperparameters=params,
                     performance_metrics=metrics,
-                    training_time=metrics["train_seconds"],
-                    memory_usage=metrics["peak_memory_mb"],
                     task_name=task_name,
-                    task_characteristics=chars,
                     model_info=MODEL_INFO,
                     learning_curve=({"step": 1, "val_metric": metrics["accuracy"] / 2},),
                     uid=f"{task_name}-{i}",

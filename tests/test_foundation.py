@@ -75,8 +75,8 @@ def test_config_defaults_match_the_api_reference():
     "text, message",
     [
         ("algorithm: sgd\n", "algorithm='sgd' is not supported"),
-        ("inner_lr: -1\n", "inner_lr=-1 must be a positive number"),
-        ("meta_batch_size: 2.5\n", "meta_batch_size=2.5 must be a positive integer"),
+        ("inner_lr: -1\n", "inner_lr=-1 must be a number > 0"),
+        ("meta_batch_size: 2.5\n", "meta_batch_size=2.5 must be an integer >= 1"),
         ("inner_lrr: 0.1\n", "unknown key(s) ['inner_lrr']"),
         ("- 1\n- 2\n", "expected a mapping"),
         ("a: [\n", "not valid YAML"),

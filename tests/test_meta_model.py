@@ -19,8 +19,9 @@ from metapeft_optuna.meta.acquisition import (
     knee_index,
     pareto_mask,
 )
-from metapeft_optuna.meta.evaluation import leave_one_task_out
 from metapeft_optuna.meta.features import Standardizer, context_vector, experience_arrays
+from metapeft_optuna.meta.hpo import Observations
+from metapeft_optuna.meta.loto import leave_one_task_out
 from metapeft_optuna.meta.selection import calibrate_method_selector
 from metapeft_optuna.peft import PEFTMethod
 from metapeft_optuna.training.objective import PEFTObjective
@@ -226,7 +227,7 @@ def test_cold_start_says_so(experiences):
     assert list(recommendation.method_probabilities.values()) == pytest.approx([1 / 6] * 6)
     assert recommendation.expected_performance == {}  # nothing is predicted
     proposals = system.hyperparameter_optimizer.propose(
-        None, None, [], [], n=6, rng=np.random.default_rng(0)
+        None, None, n=6, rng=np.random.default_rng(0)
     )
     assert len({p.params["method"] for p in proposals}) == 6
 
@@ -283,20 +284,14 @@ def test_optimizer_portfolio_is_spread_and_excludes_seen(fitted, experiences):
     e = experiences[0]
     context = context_vector(e.task_characteristics, e.model_info)
     optimizer = MetaHyperparameterOptimizer(fitted.search_space, n_candidates=256)
-    proposals = optimizer.propose(
-        fitted.surrogate, context, [], [], n=4, rng=np.random.default_rng(0)
-    )
+    proposals = optimizer.propose(fitted.surrogate, context, n=4, rng=np.random.default_rng(0))
     keys = [tuple(sorted(p.params.items())) for p in proposals]
     assert len(set(keys)) == 4
     assert all(fitted.search_space.contains(p.params) for p in proposals)
     seen = [p.params for p in proposals[:2]]
+    observed = Observations(params=seen, metrics=[e.performance_metrics] * 2)
     again = optimizer.propose(
-        fitted.surrogate,
-        context,
-        seen,
-        [e.performance_metrics, e.performance_metrics],
-        n=2,
-        rng=np.random.default_rng(0),
+        fitted.surrogate, context, observed, n=2, rng=np.random.default_rng(0)
     )
     assert all(p.params not in seen for p in again)
     assert "EHVI" in again[0].reason
@@ -334,7 +329,7 @@ def test_first_proposal_of_an_empty_study_is_the_predicted_knee():
     space = PEFTSearchSpace()
     surrogate = _StepsSurrogate(space)
     optimizer = MetaHyperparameterOptimizer(space, n_candidates=256)
-    proposals = optimizer.propose(surrogate, None, [], [], n=3, rng=np.random.default_rng(0))
+    proposals = optimizer.propose(surrogate, None, n=3, rng=np.random.default_rng(0))
     assert proposals[0].reason.startswith("knee of the predicted Pareto front")
     steps = space.distributions()["steps"]
     grid = np.arange(steps.low, steps.high + 1, steps.step)
@@ -346,7 +341,7 @@ def test_first_proposal_of_an_empty_study_is_the_predicted_knee():
     assert all("EHVI" in p.reason for p in proposals[1:])
     # One objective: the best predicted quality (the corner), by expected improvement.
     single = optimizer.propose(
-        surrogate, None, [], [], rng=np.random.default_rng(0), objectives=("accuracy",)
+        surrogate, None, Observations(("accuracy",)), rng=np.random.default_rng(0)
     )[0]
     assert single.params["steps"] == steps.high
 
@@ -356,11 +351,11 @@ def test_cold_start_turn_of_methods_starts_at_the_trial_number():
     distinct trial numbers alone must send them to different methods."""
     optimizer = MetaHyperparameterOptimizer(PEFTSearchSpace())
     first = [
-        optimizer.propose(None, None, [], [], rng=np.random.default_rng(0), start=number)[0]
+        optimizer.propose(None, None, Observations(number=number), rng=np.random.default_rng(0))[0]
         for number in range(len(optimizer.allowed(None)))
     ]
     assert [p.params["method"] for p in first] == optimizer.allowed(None)
-    later = optimizer.propose(None, None, [first[0].params], [{}], start=0)[0]
+    later = optimizer.propose(None, None, Observations(params=[first[0].params], metrics=[{}]))[0]
     assert later.params["method"] == optimizer.allowed(None)[1]
 
 

@@ -44,8 +44,8 @@ def seed_example(tmp_path_factory):
     try:
         mx.random.seed(0)
         # ---- begin: the seed's example, import paths adapted ----
-        from metapeft_optuna.research.config import MetaLearningConfig
         from metapeft_optuna.research.logging import setup_logger
+        from metapeft_optuna.research.meta_config import MetaLearningConfig
 
         logger = setup_logger("meta_learning", log_dir="logs")
         config = MetaLearningConfig.from_yaml("configs/default.yaml")
@@ -248,7 +248,7 @@ def test_task_sampling_errors():
         TaskDistribution([TaskConfig("a", "gaussian_mixture", 2, 2, 5, 5)] * 2)
     with pytest.raises(TaskSamplingError, match="both sides need tasks"):
         dist.split_tasks(train_ratio=0.8)
-    with pytest.raises(ConfigError, match="inner_lr=0 must be positive"):
+    with pytest.raises(ConfigError, match="inner_lr=0 must be a number > 0"):
         ReptileLearner(SimpleClassifier(2), inner_lr=0)
     with pytest.raises(MetaLearningError, match="at least one episode"):
         ReptileLearner(SimpleClassifier(2)).meta_train_step([], cross_entropy_loss)

@@ -90,7 +90,7 @@ def test_simple_classifier_loss_and_accuracy():
         abs(float(cross_entropy_loss(logits, targets)) - float(cross_entropy_loss(logits, one_hot)))
         < 1e-5
     )
-    with pytest.raises(ValueError, match="input_dim=0 must be a positive integer"):
+    with pytest.raises(ValueError, match="input_dim=0 must be an integer >= 1"):
         SimpleClassifier(input_dim=0)
 
 

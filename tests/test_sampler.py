@@ -131,9 +131,9 @@ class RecordingSampler(optuna.samplers.RandomSampler):
         super().reseed_rng()
 
 
-def test_extra_parameters_go_to_the_fallback_sampler(objective):
+def test_extra_parameters_go_to_the_independent_sampler(objective):
     fallback = RecordingSampler()
-    sampler = MetaPEFTSampler(objective=objective, use_prior=False, fallback_sampler=fallback)
+    sampler = MetaPEFTSampler(objective=objective, use_prior=False, independent_sampler=fallback)
 
     def with_extra(trial):
         trial.suggest_float("warmup_ratio", 0.0, 0.2)
@@ -171,7 +171,7 @@ def test_exploration_trials_use_the_fallbacks_relative_sampling(system, objectiv
         system=system,
         n_warm_start=2,
         explore_every=2,
-        fallback_sampler=fallback,
+        independent_sampler=fallback,
         seed=0,
     )
     study = optuna.create_study(directions=objective.directions, sampler=sampler)
@@ -192,7 +192,7 @@ def test_by_default_the_warm_start_hands_over_to_multivariate_tpe(system, object
     study.optimize(_deterministic, n_trials=5)
     phases = [t.user_attrs[schema.TRIAL_PREDICTION]["phase"] for t in study.trials]
     assert phases == ["warm start"] * 3 + ["hand-over"] * 2
-    assert sampler._fallback._multivariate
+    assert sampler._independent._multivariate
 
 
 def test_seed_reproducibility(system, objective):

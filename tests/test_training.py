@@ -115,8 +115,8 @@ def test_batches_are_bucketed_and_answer_only():
     "hyperparameters, message",
     [
         ({"steps": 4, "batch_size": 8}, "lack ['learning_rate']"),
-        ({**LORA, "learning_rate": -1}, "learning_rate=-1 must be a positive number"),
-        ({**LORA, "steps": 0}, "steps=0 must be a positive integer"),
+        ({**LORA, "learning_rate": -1}, "learning_rate=-1 must be a number > 0"),
+        ({**LORA, "steps": 0}, "steps=0 must be an integer >= 1"),
     ],
 )
 def test_bad_training_hyperparameters(tiny, hyperparameters, message):

@@ -13,7 +13,8 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
 from ..atomic import atomic_write_with
-from ..errors import ConfigError, MetaLearningError
+from ..errors import MetaLearningError
+from ..validation import check_int, check_number
 
 Episode = tuple[mx.array, mx.array, mx.array, mx.array]
 LossFn = Callable[[mx.array, mx.array], mx.array]
@@ -66,18 +67,10 @@ class MetaLearner:
         outer_lr: float = 0.001,
         num_inner_steps: int = 5,
     ):
-        for name, value in (("inner_lr", inner_lr), ("outer_lr", outer_lr)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ConfigError(f"{type(self).__name__}: {name}={value!r} must be positive.")
-        if (
-            isinstance(num_inner_steps, bool)
-            or not isinstance(num_inner_steps, int)
-            or num_inner_steps < 1
-        ):
-            raise ConfigError(
-                f"{type(self).__name__}: num_inner_steps={num_inner_steps!r} "
-                "must be a positive integer."
-            )
+        owner = type(self).__name__
+        check_number(owner, "inner_lr", inner_lr, 0, low_open=True)
+        check_number(owner, "outer_lr", outer_lr, 0, low_open=True)
+        check_int(owner, "num_inner_steps", num_inner_steps)
         self.model = model
         self.inner_lr = float(inner_lr)
         self.outer_lr = float(outer_lr)

@@ -164,7 +164,18 @@ class Standardizer:
 def experience_arrays(
     experiences: Sequence[PEFTExperience], space
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(contexts, configs, targets)`` of experiences, for a :class:`PEFTSearchSpace`."""
+    """The arrays the surrogate learns from.
+
+    Args:
+        experiences: ``n`` experiences.
+        space: The :class:`~metapeft_optuna.training.PEFTSearchSpace` that encodes them.
+
+    Returns:
+        ``contexts`` ``(n, d_context)`` float32 (:func:`context_vector`), ``configs``
+        ``(n, space.dimension)`` float32 in ``[0, 1]`` (``space.encode``) and
+        ``targets`` ``(n, len(schema.METRICS))`` (:func:`target_vector`: NaN where a
+        metric was not measured).
+    """
     contexts = np.stack([context_vector(e.task_characteristics, e.model_info) for e in experiences])
     configs = np.stack([space.encode(e.hyperparameters) for e in experiences])
     targets = np.stack([target_vector(e.performance_metrics) for e in experiences])

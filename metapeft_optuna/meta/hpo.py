@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import schema
 from ..training.search_space import PEFTSearchSpace
+from ..validation import check_int
 from .acquisition import (
     expected_hypervolume_improvement,
     expected_improvement,
@@ -19,48 +20,6 @@ from .acquisition import (
 )
 from .features import describe_prediction, prediction_dict, target_columns, target_vector
 from .surrogate import PEFTSurrogate
-
-# Sensible starting points per method, used with no experience at all (cold start).
-_SHARED = {"steps": 20, "batch_size": 8}
-_LORA = {"lora_alpha": 16.0, "lora_dropout": 0.05, "lora_targets": "qv", "lora_layer_fraction": 1.0}
-_LORA_DEFAULTS = {"learning_rate": 2e-3, **_SHARED, "lora_rank": 8, **_LORA}
-DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
-    "lora": _LORA_DEFAULTS,
-    "dora": _LORA_DEFAULTS,
-    "adalora": {
-        "learning_rate": 2e-3,
-        **_SHARED,
-        **_LORA,
-        "adalora_init_r": 12,
-        "adalora_target_fraction": 0.67,
-        "adalora_orth_reg_weight": 0.1,
-        "adalora_tinit_fraction": 0.1,
-        "adalora_tfinal_fraction": 0.2,
-    },
-    "prompt_tuning": {
-        "learning_rate": 3e-2,
-        **_SHARED,
-        "num_virtual_tokens": 8,
-        "prompt_init": "vocab",
-    },
-    "prefix_tuning": {
-        "learning_rate": 1e-2,
-        **_SHARED,
-        "num_virtual_tokens": 8,
-        "prefix_projection": False,
-    },
-    "p_tuning": {
-        "learning_rate": 1e-2,
-        **_SHARED,
-        "num_virtual_tokens": 8,
-        "ptuning_encoder": "mlp",
-        "ptuning_hidden": 128,
-    },
-}
-
-
-def default_params(method: str) -> dict[str, Any]:
-    return {"method": method, **DEFAULT_PARAMS[method]}
 
 
 @dataclass
@@ -86,6 +45,36 @@ class Proposal:
         return prediction_dict(self.mean, self.std)
 
 
+@dataclass(frozen=True)
+class Observations:
+    """A study as a proposal sees it.
+
+    Attributes:
+        objectives: The study's objective names (``schema.OBJECTIVE_SPECS`` keys), in
+            the study's order.
+        params: Search-space parameters (``trial.params``) of its finished trials.
+        metrics: Their metrics by name (``schema.trial_metrics``), aligned with
+            ``params``.
+        running: Parameters of trials still running on other workers: never proposed
+            again, and believed at their predicted values so that workers spread out.
+        methods: The methods the objective allows (None: the search space's).
+        number: The new trial's number, where the cold start's turn of methods begins
+            (workers that start at the same moment, before either has written its
+            parameters, still begin on different methods).
+
+    Example:
+        >>> Observations(("val_loss", "train_seconds")).objectives
+        ('val_loss', 'train_seconds')
+    """
+
+    objectives: tuple[str, ...] = schema.DEFAULT_OBJECTIVES
+    params: Sequence[dict[str, Any]] = ()
+    metrics: Sequence[dict[str, float | None]] = ()
+    running: Sequence[dict[str, Any]] = ()
+    methods: Sequence[str] | None = None
+    number: int = 0
+
+
 class MetaHyperparameterOptimizer:
     """Chooses the next configurations by expected hypervolume improvement (EHVI).
 
@@ -109,8 +98,7 @@ class MetaHyperparameterOptimizer:
 
     Example:
         >>> optimizer = MetaHyperparameterOptimizer(PEFTSearchSpace())
-        >>> proposals = optimizer.propose(None, None, [], [], n=2,
-        ...                               rng=np.random.default_rng(0))
+        >>> proposals = optimizer.propose(None, None, n=2, rng=np.random.default_rng(0))
         >>> len(proposals), proposals[0].reason.startswith("cold start")
         (2, True)
     """
@@ -122,29 +110,15 @@ class MetaHyperparameterOptimizer:
         n_local: int = 16,
         n_screen: int = 64,
     ):
+        for name, value in (("n_candidates", n_candidates), ("n_screen", n_screen)):
+            check_int("MetaHyperparameterOptimizer", name, value)
+        check_int("MetaHyperparameterOptimizer", "n_local", n_local, 0)
         self.space = search_space
         self.n_candidates = n_candidates
         self.n_local = n_local
         self.n_screen = n_screen
 
     # --- candidates ----------------------------------------------------------------------
-    def perturb(
-        self, params: dict[str, Any], rng: np.random.Generator, scale: float = 0.15
-    ) -> dict[str, Any]:
-        """A neighbour of ``params``: numeric values jittered, some choices resampled."""
-        fresh = self.space.sample(rng, params["method"])
-        out = {"method": params["method"]}
-        distributions = self.space.distributions()
-        for name, value in fresh.items():
-            if name == "method":
-                continue
-            if name not in params or rng.random() < 0.2:
-                out[name] = value
-                continue
-            out[name] = _jitter(distributions[name], params[name], rng, scale)
-        # Conditional parameters may have switched on or off with the jitter.
-        return self.space.sample_completion(out, rng)
-
     def candidates(
         self,
         rng: np.random.Generator,
@@ -160,7 +134,7 @@ class MetaHyperparameterOptimizer:
         for seed in seeds:
             if seed.get("method") in allowed:
                 pool.append(self.space.sample_completion(dict(seed), rng))
-                pool += [self.perturb(seed, rng) for _ in range(self.n_local)]
+                pool += [self.space.perturb(seed, rng) for _ in range(self.n_local)]
         return pool
 
     def allowed(self, methods: Sequence[str] | None) -> list[str]:
@@ -171,49 +145,47 @@ class MetaHyperparameterOptimizer:
         self,
         surrogate: PEFTSurrogate | None,
         context: np.ndarray | None,
-        observed_params: Sequence[dict[str, Any]],
-        observed_metrics: Sequence[dict[str, float | None]],
+        observations: Observations = Observations(),
+        *,
         n: int = 1,
         rng: np.random.Generator | None = None,
         seeds: Sequence[dict[str, Any]] = (),
-        objectives: Sequence[str] = schema.DEFAULT_OBJECTIVES,
-        exclude: Sequence[dict[str, Any]] = (),
-        methods: Sequence[str] | None = None,
-        pending: Sequence[np.ndarray] = (),
-        start: int = 0,
     ) -> list[Proposal]:
         """Propose ``n`` configurations.
 
         Args:
             surrogate: A fitted (and adapted) surrogate, or None for a cold start.
-            context: The task's raw context vector.
-            observed_params: Search-space parameters of this study's finished trials.
-            observed_metrics: Their measured metrics by name (``schema.METRICS`` keys).
+            context: The task's raw context vector (``features.context_vector``).
+            observations: The study so far: its objectives (EHVI on several, EI on one),
+                finished and running trials, allowed methods, the new trial's number.
             n: How many proposals.
             rng: Random generator.
             seeds: Configurations to search around (good ones from similar tasks).
-            objectives: The study's objective names: EHVI on several, EI on one.
-            exclude: Configurations not to propose again (running or finished trials).
-            methods: Restrict the candidates to these methods.
-            pending: Predicted targets of trials still running (other workers), believed
-                as if observed so that parallel workers spread out.
-            start: Where the cold start's turn of methods begins (the sampler passes the
-                trial number: workers that start at the same moment, before either has
-                written its parameters, still begin on different methods).
+
+        Returns:
+            ``n`` :class:`Proposal` (fewer if the candidate pool is smaller), none of
+            them a finished or running configuration.
         """
+        objectives, methods = observations.objectives, observations.methods
+        observed_params, observed_metrics = observations.params, observations.metrics
+        running = observations.running
+        used = [*observed_params, *running]
         rng = rng or np.random.default_rng()
         if surrogate is None or not surrogate.is_fitted:
-            return self._cold_start(n, rng, list(observed_params) + list(exclude), methods, start)
+            return self._cold_start(n, rng, used, methods, observations.number)
+        pending = []
+        if running:  # believed at their predicted values
+            pending = list(surrogate.predict(context, np.stack(self._encode(running)))[0])
         best_seen = self._best_observed(observed_params, observed_metrics, objectives)
         pool = self.candidates(rng, list(seeds) + best_seen, methods)
-        seen = {_key(p) for p in list(observed_params) + list(exclude)}
+        seen = {_key(p) for p in used}
         pool = [p for p in pool if _key(p) not in seen]
-        encoded = np.stack([self.space.encode(p) for p in pool])
+        encoded = np.stack(self._encode(pool))
         full_mean, full_std = surrogate.predict(context, encoded)
         columns, signs = target_columns(objectives)
         unknown = [o for o, c in zip(objectives, columns) if np.isnan(full_mean[:, c]).all()]
         if unknown:
-            return self._cold_start(n, rng, list(observed_params) + list(exclude), methods, start)
+            return self._cold_start(n, rng, used, methods, observations.number)
         # The study's objectives only, all minimised.
         mean, std = full_mean[:, columns] * signs, full_std[:, columns]
         observed = (
@@ -258,6 +230,9 @@ class MetaHyperparameterOptimizer:
                 Proposal(pool[pick], full_mean[pick], full_std[pick], float(scores[pick]), reason)
             )
         return proposals
+
+    def _encode(self, configurations: Sequence[dict[str, Any]]) -> list[np.ndarray]:
+        return [self.space.encode(p) for p in configurations]
 
     def _screen(self, mean: np.ndarray, std: np.ndarray, observed: np.ndarray) -> np.ndarray:
         """Indices of the ``n_screen`` candidates whose optimistic outcome (mean - std)
@@ -322,7 +297,7 @@ class MetaHyperparameterOptimizer:
         proposals = []
         for i in range(n):
             if i < len(untried):
-                params = default_params(untried[i])
+                params = self.space.defaults(untried[i])
             else:
                 params = self.space.sample(rng, allowed[(i - len(untried)) % len(allowed)])
             params = self.space.sample_completion(params, rng)
@@ -343,23 +318,3 @@ def _key(params: dict[str, Any]) -> tuple:
     return tuple(
         sorted((k, round(v, 12) if isinstance(v, float) else v) for k, v in params.items())
     )
-
-
-def _jitter(distribution, value: Any, rng: np.random.Generator, scale: float) -> Any:
-    from optuna.distributions import CategoricalDistribution, IntDistribution
-
-    if isinstance(distribution, CategoricalDistribution):
-        choices = list(distribution.choices)
-        if value not in choices:
-            return choices[int(rng.integers(len(choices)))]
-        i = choices.index(value) + int(rng.integers(-1, 2))
-        return choices[min(max(i, 0), len(choices) - 1)]
-    low, high = float(distribution.low), float(distribution.high)
-    if distribution.log:
-        x = float(np.exp(np.log(value) + rng.normal(0, scale) * (np.log(high) - np.log(low))))
-    else:
-        x = float(value + rng.normal(0, scale) * (high - low))
-    if distribution.step is not None:
-        x = low + round((x - low) / distribution.step) * distribution.step
-    x = min(max(x, low), high)
-    return int(round(x)) if isinstance(distribution, IntDistribution) else x

@@ -15,7 +15,8 @@ from pathlib import Path
 from ..errors import MetaLearningError
 from ..training.search_space import PEFTSearchSpace
 from .experience import ExperienceBuffer
-from .system import EXPERIENCE_FILE, MetaPEFTSystem
+from .persistence import EXPERIENCE_FILE
+from .system import MetaPEFTSystem
 
 ENV_VAR = "METAPEFT_PRIOR"
 REPOSITORY_PRIOR = Path(__file__).resolve().parents[2] / "studies" / "prior"

@@ -1,13 +1,21 @@
-"""``MethodRecommendation`` and the human-readable reasoning that comes with it."""
+"""``MethodRecommendation``, how a system recommends one, and the reasoning with it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from .. import schema
 from ..peft import PEFTMethod
-from .features import describe_prediction
+from ..tasks import TaskCharacteristics
+from .features import context_vector, describe_prediction
+from .hpo import Observations, Proposal
+
+if TYPE_CHECKING:
+    from .system import MetaPEFTSystem
 
 
 @dataclass
@@ -85,3 +93,121 @@ def explain(
         f"(from {experiences} experiences on {tasks} tasks)."
     )
     return " ".join(lines)
+
+
+def recommend(
+    system: MetaPEFTSystem,
+    task_characteristics: TaskCharacteristics,
+    model_info: dict[str, Any] | None = None,
+    *,
+    num_layers: int | None = None,
+    seed: int | None = None,
+    objectives: Sequence[str] = schema.DEFAULT_OBJECTIVES,
+) -> MethodRecommendation:
+    """Recommend a method and configuration, with expected performance and reasoning
+    (also :meth:`MetaPEFTSystem.recommend`, with ``system`` as ``self``).
+
+    The method probabilities say which method's best configuration is likely best on
+    the quality objective of ``objectives`` (``accuracy`` or ``val_loss``; where no
+    experience measured it, predicted accuracy, and the reasoning says so). With
+    cost objectives too, the configuration is the knee of the predicted Pareto
+    front over all methods (good quality at low cost); with quality alone, the
+    likeliest method's best predicted configuration.
+
+    Args:
+        system: The meta-model.
+        task_characteristics: The task.
+        model_info: The model's info dict (``ModelInfo.to_dict()``).
+        num_layers: The model's transformer blocks (default: ``model_info``'s, else 30).
+        seed: Seeds the candidates (default: the system's seed).
+        objectives: The study's objective names.
+
+    Raises:
+        ConfigError: An unknown objective name.
+    """
+    objectives = schema.check_objectives(objectives)
+    context = context_vector(task_characteristics, model_info)
+    layers = num_layers or (model_info or {}).get("num_layers") or 30
+    rng = np.random.default_rng(system.seed if seed is None else seed)
+    if not system.is_fitted:
+        method = "lora" if "lora" in system.methods else system.methods[0]
+        params = system.search_space.sample_completion(system.search_space.defaults(method), rng)
+        _, hp = system.search_space.to_hyperparameters(params, layers)
+        uniform = 1.0 / len(system.methods)
+        return MethodRecommendation(
+            PEFTMethod(method),
+            uniform,
+            hp,
+            {},
+            "cold start: no experience yet, so every method is equally likely "
+            f"(p={uniform:.2f} each) and uncertainty is unbounded; starting with "
+            f"{method} at its default settings. Every finished trial becomes experience.",
+            params,
+            dict.fromkeys(system.methods, uniform),
+            [],
+        )
+    selector = system.method_probabilities(context)
+    quality = schema.quality_objective(objectives) or "accuracy"
+    column = schema.METRICS.index(quality)
+    if not system.surrogate.known_targets_[column]:
+        quality, column = "accuracy", schema.METRICS.index("accuracy")
+        objectives = tuple(quality if o in schema.QUALITY_METRICS else o for o in objectives)
+    best = best_per_method(system, context, rng, quality)
+    # Probability each method's best configuration has the top quality, from the
+    # surrogate's predictive distribution, combined with the selector's opinion.
+    sign = -schema.OBJECTIVE_SPECS[quality].sign  # higher is better
+    means = np.array([sign * best[m].mean[column] for m in system.methods])
+    stds = np.array([best[m].std[column] for m in system.methods])
+    draws = rng.normal(means, stds, size=(2000, len(system.methods)))
+    surrogate_p = np.bincount(draws.argmax(axis=1), minlength=len(system.methods)) / 2000
+    combined = selector * (surrogate_p + 1e-3)
+    combined /= combined.sum()
+    likeliest = system.methods[int(np.argmax(combined))]
+    proposal = best[likeliest]
+    if len(objectives) > 1:
+        proposal = system.hyperparameter_optimizer.propose(
+            system.surrogate,
+            context,
+            Observations(objectives),
+            rng=rng,
+            seeds=system.seed_configurations(context),
+        )[0]
+    pick = proposal.params["method"]
+    _, hp = system.search_space.to_hyperparameters(proposal.params, layers)
+    similar = system.similar_tasks(context)
+    index = system.methods.index(pick)
+    return MethodRecommendation(
+        PEFTMethod(pick),
+        float(combined[index]),
+        hp,
+        proposal.prediction(),
+        explain(
+            pick,
+            float(selector[index]),
+            float(surrogate_p[index]),
+            proposal.prediction(),
+            similar,
+            len(system.experience_buffer),
+            len(system.task_summaries_),
+            quality,
+            knee_of=objectives if len(objectives) > 1 else (),
+            likeliest=likeliest,
+        ),
+        proposal.params,
+        dict(zip(system.methods, combined.round(4).tolist())),
+        similar,
+    )
+
+
+def best_per_method(
+    system: MetaPEFTSystem, context: np.ndarray, rng: np.random.Generator, quality: str = "accuracy"
+) -> dict[str, Proposal]:
+    """The configuration with the best predicted ``quality`` for every method."""
+    out = {}
+    for method in system.methods:
+        seeds = system.seed_configurations(context, method)
+        observations = Observations((quality,), methods=[method])
+        out[method] = system.hyperparameter_optimizer.propose(
+            system.surrogate, context, observations, rng=rng, seeds=seeds
+        )[0]
+    return out

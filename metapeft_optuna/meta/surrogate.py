@@ -26,6 +26,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 from .. import schema
 from ..errors import MetaLearningError, NotFittedError
 from ..training.search_space import PEFTSearchSpace
+from ..validation import check_int, check_number
 from .experience import ExperienceBuffer
 from .features import Standardizer, experience_arrays
 from .networks import SurrogateNet
@@ -58,6 +59,23 @@ class SurrogateConfig:
     outer_lr: float = 1e-3
     task_features: bool = True
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "members",
+            "embedding_dim",
+            "hidden_dim",
+            "joint_steps",
+            "batch_size",
+            "reptile_tasks",
+            "support_size",
+            "inner_steps",
+        ):
+            check_int("SurrogateConfig", name, getattr(self, name))
+        check_int("SurrogateConfig", "reptile_iterations", self.reptile_iterations, 0)
+        for name in ("learning_rate", "inner_lr", "outer_lr"):
+            check_number("SurrogateConfig", name, getattr(self, name), 0, low_open=True)
+        check_number("SurrogateConfig", "weight_decay", self.weight_decay, 0)
 
 
 def masked_mse(prediction: mx.array, target: mx.array) -> mx.array:

@@ -7,25 +7,24 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import mlx.core as mx
 import numpy as np
-from mlx.utils import tree_flatten, tree_unflatten
 
-from .. import __version__, schema
-from ..atomic import atomic_directory
-from ..errors import MetaLearningError
+from .. import schema
 from ..peft import PEFTMethod
 from ..tasks import TaskCharacteristics
 from ..training.search_space import PEFTSearchSpace
+from ..validation import check_int
 from .experience import ExperienceBuffer, PEFTExperience
-from .features import Standardizer, context_vector
-from .hpo import MetaHyperparameterOptimizer, Proposal, default_params
+from .features import Standardizer, context_vector, target_vector
+from .hpo import MetaHyperparameterOptimizer, Observations, Proposal
 from .networks import MethodSelectionNetwork, TaskEmbeddingNetwork
-from .recommendation import MethodRecommendation, explain
+from .persistence import load_system, save_system
+from .recommendation import MethodRecommendation, recommend
 from .selection import (
     SelectorCalibration,
     calibrate_method_selector,
@@ -34,11 +33,6 @@ from .selection import (
     task_summary,
 )
 from .surrogate import PEFTSurrogate, SurrogateConfig
-
-FORMAT_VERSION = 1
-META_FILE = "meta_model.json"
-WEIGHTS_FILE = "weights.safetensors"
-EXPERIENCE_FILE = "experience.jsonl"
 
 
 class MetaPEFTSystem:
@@ -75,6 +69,8 @@ class MetaPEFTSystem:
         surrogate_config: SurrogateConfig | None = None,
         seed: int = 0,
     ):
+        check_int("MetaPEFTSystem", "embedding_dim", embedding_dim)
+        check_int("MetaPEFTSystem", "seed", seed, 0)
         self.search_space = search_space or PEFTSearchSpace()
         self.methods = list(self.search_space.methods)
         self.embedding_dim = embedding_dim
@@ -156,17 +152,13 @@ class MetaPEFTSystem:
         }
         metrics = {k: performance_metrics[k] for k in schema.METRICS if k in performance_metrics}
         stamp = json.dumps([task_name, params, metrics, time.time_ns()], default=str)
-        experience = PEFTExperience(
-            task_embedding=task_characteristics.to_vector(),
-            method_used=method,
-            hyperparameters=params,
-            performance_metrics=metrics,
-            training_time=metrics.get("train_seconds"),
-            memory_usage=metrics.get("peak_memory_mb"),
+        experience = PEFTExperience.measured(
+            task_characteristics,
+            params,
+            metrics,
+            model_info=model_info,
             task_name=task_name or f"task-{task_characteristics.to_vector().sum():.4f}",
-            task_characteristics=task_characteristics,
-            model_info=dict(model_info or {}),
-            learning_curve=tuple(learning_curve),
+            learning_curve=learning_curve,
             uid=hashlib.sha1(stamp.encode()).hexdigest()[:16],
             study="learn_from_experience",
         )
@@ -180,7 +172,15 @@ class MetaPEFTSystem:
 
     # --- prediction ------------------------------------------------------------------------
     def method_probabilities(self, context: np.ndarray) -> np.ndarray:
-        """The selector's calibrated probability for each method (uniform in a cold start)."""
+        """The method selector's calibrated probabilities.
+
+        Args:
+            context: ``(d,)`` raw context vector (``features.context_vector``).
+
+        Returns:
+            ``(len(self.methods),)`` probabilities in :attr:`methods` order, summing to
+            1 (uniform in a cold start).
+        """
         if self.context_scaler_ is None:
             return np.full(len(self.methods), 1.0 / len(self.methods))
         x = mx.array(self.context_scaler_.transform(context[None]))
@@ -188,7 +188,18 @@ class MetaPEFTSystem:
         return self.selector_calibration_.apply(logits)[0]
 
     def similar_tasks(self, context: np.ndarray, k: int = 3) -> list[dict[str, Any]]:
-        """The ``k`` source tasks nearest in (standardised) meta-feature space."""
+        """The ``k`` source tasks nearest in standardised context space.
+
+        Args:
+            context: ``(d,)`` raw context vector.
+            k: How many.
+
+        Returns:
+            Nearest first, each a task summary: ``{"name", "key"`` (task and model),
+            ``"model", "trials", "best_quality"`` (method -> best quality: accuracy, or
+            minus val_loss), ``"best_method", "distance"}`` (Euclidean, standardised);
+            empty in a cold start.
+        """
         if self.context_scaler_ is None or not self.task_summaries_:
             return []
         here = self.context_scaler_.transform(context[None])[0]
@@ -203,32 +214,20 @@ class MetaPEFTSystem:
             )
         return sorted(rows, key=lambda r: r["distance"])[:k]
 
-    def best_per_method(
-        self, context: np.ndarray, rng: np.random.Generator, quality: str = "accuracy"
-    ) -> dict[str, Proposal]:
-        """The configuration with the best predicted ``quality`` for every method."""
-        out = {}
-        for method in self.methods:
-            seeds = self.seed_configurations(context, method)
-            proposal = self.hyperparameter_optimizer.propose(
-                self.surrogate,
-                context,
-                [],
-                [],
-                n=1,
-                rng=rng,
-                seeds=seeds,
-                objectives=(quality,),
-                methods=[method],
-            )
-            out[method] = proposal[0]
-        return out
-
     def seed_configurations(
         self, context: np.ndarray, method: str | None = None, per_task: int = 2
     ) -> list[dict[str, Any]]:
         """Best configurations of the most similar source tasks (experience replay), as
-        starting points for the optimizer's local search."""
+        starting points for the optimizer's local search.
+
+        Args:
+            context: ``(d,)`` raw context vector.
+            method: Only this method's configurations (None: any).
+            per_task: How many from each of the 3 nearest tasks (best quality first).
+
+        Returns:
+            Search-space parameter dicts (``{"method", ...}``); empty in a cold start.
+        """
         chosen: list[dict[str, Any]] = []
         groups = self.experience_buffer.by_task()
         for task in self.similar_tasks(context, k=3):
@@ -241,98 +240,9 @@ class MetaPEFTSystem:
             chosen += [e.hyperparameters for e in best]
         return chosen
 
-    def recommend(
-        self,
-        task_characteristics: TaskCharacteristics,
-        model_info: dict[str, Any] | None = None,
-        *,
-        num_layers: int | None = None,
-        seed: int | None = None,
-        objectives: Sequence[str] = schema.DEFAULT_OBJECTIVES,
-    ) -> MethodRecommendation:
-        """Recommend a method and configuration, with expected performance and reasoning.
-
-        The method probabilities say which method's best configuration is likely best on
-        the quality objective of ``objectives`` (``accuracy`` or ``val_loss``; where no
-        experience measured it, predicted accuracy, and the reasoning says so). With
-        cost objectives too, the configuration is the knee of the predicted Pareto
-        front over all methods (good quality at low cost); with quality alone, the
-        likeliest method's best predicted configuration.
-        """
-        objectives = schema.check_objectives(objectives)
-        context = context_vector(task_characteristics, model_info)
-        layers = num_layers or (model_info or {}).get("num_layers") or 30
-        rng = np.random.default_rng(self.seed if seed is None else seed)
-        if not self.is_fitted:
-            method = "lora" if "lora" in self.methods else self.methods[0]
-            params = self.search_space.sample_completion(default_params(method), rng)
-            _, hp = self.search_space.to_hyperparameters(params, layers)
-            uniform = 1.0 / len(self.methods)
-            return MethodRecommendation(
-                PEFTMethod(method),
-                uniform,
-                hp,
-                {},
-                "cold start: no experience yet, so every method is equally likely "
-                f"(p={uniform:.2f} each) and uncertainty is unbounded; starting with "
-                f"{method} at its default settings. Every finished trial becomes experience.",
-                params,
-                dict.fromkeys(self.methods, uniform),
-                [],
-            )
-        selector = self.method_probabilities(context)
-        quality = schema.quality_objective(objectives) or "accuracy"
-        column = schema.METRICS.index(quality)
-        if not self.surrogate.known_targets_[column]:
-            quality, column = "accuracy", schema.METRICS.index("accuracy")
-            objectives = tuple(quality if o in schema.QUALITY_METRICS else o for o in objectives)
-        best = self.best_per_method(context, rng, quality)
-        # Probability each method's best configuration has the top quality, from the
-        # surrogate's predictive distribution, combined with the selector's opinion.
-        sign = -schema.OBJECTIVE_SPECS[quality].sign  # higher is better
-        means = np.array([sign * best[m].mean[column] for m in self.methods])
-        stds = np.array([best[m].std[column] for m in self.methods])
-        draws = rng.normal(means, stds, size=(2000, len(self.methods)))
-        surrogate_p = np.bincount(draws.argmax(axis=1), minlength=len(self.methods)) / 2000
-        combined = selector * (surrogate_p + 1e-3)
-        combined /= combined.sum()
-        likeliest = self.methods[int(np.argmax(combined))]
-        proposal = best[likeliest]
-        if len(objectives) > 1:
-            proposal = self.hyperparameter_optimizer.propose(
-                self.surrogate,
-                context,
-                [],
-                [],
-                rng=rng,
-                seeds=self.seed_configurations(context),
-                objectives=objectives,
-            )[0]
-        pick = proposal.params["method"]
-        _, hp = self.search_space.to_hyperparameters(proposal.params, layers)
-        similar = self.similar_tasks(context)
-        index = self.methods.index(pick)
-        return MethodRecommendation(
-            PEFTMethod(pick),
-            float(combined[index]),
-            hp,
-            proposal.prediction(),
-            explain(
-                pick,
-                float(selector[index]),
-                float(surrogate_p[index]),
-                proposal.prediction(),
-                similar,
-                len(self.experience_buffer),
-                len(self.task_summaries_),
-                quality,
-                knee_of=objectives if len(objectives) > 1 else (),
-                likeliest=likeliest,
-            ),
-            proposal.params,
-            dict(zip(self.methods, combined.round(4).tolist())),
-            similar,
-        )
+    # Recommend a method and configuration (recommendation.recommend; defined there to
+    # keep this module small).
+    recommend = recommend
 
     def predict_optimal_method(
         self, task_characteristics: TaskCharacteristics, model_info: dict[str, Any] | None = None
@@ -341,40 +251,94 @@ class MetaPEFTSystem:
         recommendation = self.recommend(task_characteristics, model_info)
         return recommendation.method, recommendation.hyperparameters
 
+    # --- proposals for a study ---------------------------------------------------------------
+    def portfolio(
+        self,
+        task_characteristics: TaskCharacteristics,
+        model_info: dict[str, Any] | None,
+        observations: Observations,
+        n: int,
+        *,
+        seed: int | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> tuple[MethodRecommendation, list[Proposal]]:
+        """The warm start of a new study: the recommendation (:meth:`recommend`), then
+        proposals chosen by EHVI with it believed, so they spread along the predicted
+        Pareto front. Only the objectives and methods of ``observations`` matter.
+
+        Returns:
+            ``(recommendation, n proposals)``; the recommendation is the first proposal
+            unless ``observations.methods`` excludes its method.
+        """
+        recommendation = self.recommend(
+            task_characteristics, model_info, seed=seed, objectives=observations.objectives
+        )
+        context = context_vector(task_characteristics, model_info)
+        first = []
+        if observations.methods is None or recommendation.method.value in observations.methods:
+            encoded = self.search_space.encode(recommendation.params)[None]
+            mean, std = self.surrogate.predict(context, encoded)
+            why = (
+                f"meta-model recommendation ({recommendation.method.value}, "
+                f"confidence {recommendation.confidence:.2f})"
+            )
+            first = [Proposal(recommendation.params, mean[0], std[0], float("nan"), why)]
+        rest = self.hyperparameter_optimizer.propose(
+            self.surrogate,
+            context,
+            replace(observations, running=[p.params for p in first]),
+            n=n - len(first),
+            rng=rng,
+            seeds=self.seed_configurations(context),
+        )
+        for proposal in rest:
+            proposal.reason = "warm-start portfolio: " + proposal.reason
+        return recommendation, first + rest
+
+    def propose(
+        self,
+        task_characteristics: TaskCharacteristics | None,
+        model_info: dict[str, Any] | None,
+        observations: Observations,
+        *,
+        rng: np.random.Generator | None = None,
+        surrogate: PEFTSurrogate | None = None,
+    ) -> Proposal:
+        """The next configuration for a study, by EHVI (EI with one objective).
+
+        Args:
+            task_characteristics: The study's task (None: unknown, a cold start).
+            model_info: The model's info dict.
+            observations: The study so far.
+            rng: Random generator.
+            surrogate: The model to propose with. Default: the meta-model adapted to the
+                study's finished trials, or a cold start (methods in turn at their
+                defaults) when the system is not fitted.
+        """
+        context = None
+        if task_characteristics is not None:
+            context = context_vector(task_characteristics, model_info)
+        if surrogate is None and self.is_fitted and context is not None:
+            space = self.search_space
+            surrogate = self.surrogate.adapt(
+                context,
+                np.stack([space.encode(p) for p in observations.params])
+                if observations.params
+                else np.zeros((0, space.dimension)),
+                np.stack([target_vector(m) for m in observations.metrics])
+                if observations.metrics
+                else np.zeros((0, len(schema.METRICS))),
+            )
+        seeds = self.seed_configurations(context) if context is not None else []
+        return self.hyperparameter_optimizer.propose(
+            surrogate, context, observations, rng=rng, seeds=seeds
+        )[0]
+
     # --- persistence ------------------------------------------------------------------------
     def save(self, path: str | Path, include_experience: bool = True) -> Path:
         """Save to a directory (JSON metadata + safetensors weights [+ experience]),
-        replacing it atomically."""
-        meta: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
-            "package_version": __version__,
-            "methods": self.methods,
-            "feature_names": self.search_space.feature_names(),
-            "embedding_dim": self.embedding_dim,
-            "seed": self.seed,
-            "task_summaries": self.task_summaries_,
-            "fitted": self.is_fitted,
-            "surrogate_config": asdict(self.surrogate.config),
-        }
-        arrays: dict[str, mx.array] = {}
-        if self.is_fitted:
-            surrogate_meta, surrogate_arrays = self.surrogate.state()
-            meta["surrogate"] = surrogate_meta
-            meta["context_scaler"] = self.context_scaler_.to_dict()
-            meta["selector_calibration"] = self.selector_calibration_.to_dict()
-            arrays.update({f"surrogate.{k}": v for k, v in surrogate_arrays.items()})
-            for name, net in (
-                ("task_embedder", self.task_embedder),
-                ("method_selector", self.method_selector),
-            ):
-                arrays.update({f"{name}.{k}": v for k, v in tree_flatten(net.parameters())})
-        with atomic_directory(path) as tmp:
-            (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
-            if arrays:
-                mx.save_safetensors(str(tmp / WEIGHTS_FILE), arrays)
-            if include_experience:
-                self.experience_buffer.export_jsonl(tmp / EXPERIENCE_FILE)
-        return Path(path)
+        replacing it atomically (:func:`~metapeft_optuna.meta.persistence.save_system`)."""
+        return save_system(self, path, include_experience)
 
     @classmethod
     def load(cls, path: str | Path, search_space: PEFTSearchSpace | None = None) -> MetaPEFTSystem:
@@ -383,46 +347,4 @@ class MetaPEFTSystem:
         Raises:
             MetaLearningError: Missing files, a newer format, or a different search space.
         """
-        path = Path(path)
-        meta_path = path / META_FILE
-        if not meta_path.is_file():
-            raise MetaLearningError(f"{meta_path}: not found; is {path} a saved meta-model?")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format_version", 0) > FORMAT_VERSION:
-            raise MetaLearningError(
-                f"{path}: format_version {meta['format_version']} is newer "
-                f"than this package reads ({FORMAT_VERSION}); upgrade it."
-            )
-        space = search_space or PEFTSearchSpace(methods=meta["methods"])
-        if space.feature_names() != meta["feature_names"]:
-            raise MetaLearningError(
-                f"{path}: the meta-model was trained for another search "
-                "space (its encoded features differ); retrain it with "
-                "`metapeft prior train`."
-            )
-        system = cls(
-            space,
-            embedding_dim=meta["embedding_dim"],
-            surrogate_config=SurrogateConfig(**meta["surrogate_config"]),
-            seed=meta["seed"],
-        )
-        system.task_summaries_ = meta["task_summaries"]
-        if (path / EXPERIENCE_FILE).is_file():
-            system.experience_buffer.import_jsonl(path / EXPERIENCE_FILE)
-        if meta.get("fitted"):
-            arrays = mx.load(str(path / WEIGHTS_FILE))
-
-            def part(prefix: str) -> dict[str, mx.array]:
-                return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
-
-            system.surrogate = PEFTSurrogate.from_state(
-                meta["surrogate"], part("surrogate."), space
-            )
-            system.context_scaler_ = Standardizer.from_dict(meta["context_scaler"])
-            # Saved before calibration existed: the raw softmax, as it was then.
-            system.selector_calibration_ = SelectorCalibration(
-                **meta.get("selector_calibration", {})
-            )
-            system.task_embedder.update(tree_unflatten(list(part("task_embedder.").items())))
-            system.method_selector.update(tree_unflatten(list(part("method_selector.").items())))
-        return system
+        return load_system(cls, path, search_space)

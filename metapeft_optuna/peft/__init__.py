@@ -1,7 +1,8 @@
 """PEFT methods for MLX models: LoRA, DoRA, AdaLoRA, prompt, prefix and P-tuning.
 
-Each method lives in its own sub-package with a config dataclass and an adapter class,
-and registers itself with :class:`AdapterFactory` on import.
+Each method lives in its own sub-package with a config dataclass, an adapter class and
+its part of the search space, and registers the adapter with :class:`AdapterFactory` and
+the search part (:class:`MethodSearch`) on import.
 """
 
 from .adalora import AdaLoRAConfig, AdaLoRAModelAdapter, RankAllocator, SVDLinear
@@ -14,6 +15,7 @@ from .p_tuning import PromptEncoder, PTuningAdapter, PTuningConfig
 from .prefix_tuning import PrefixCache, PrefixTuningAdapter, PrefixTuningConfig
 from .prompt_tuning import PromptTuningAdapter, PromptTuningConfig
 from .registry import ADAPTERS, AdapterFactory, config_class, resolve_method
+from .search import SEARCHES, MethodSearch, ParamSpec, register_search
 
 __all__ = [
     "ADAPTERS",
@@ -26,7 +28,9 @@ __all__ = [
     "DoRAModelAdapter",
     "LoRAConfig",
     "LoRAModelAdapter",
+    "MethodSearch",
     "PEFTMethod",
+    "ParamSpec",
     "PTuningAdapter",
     "PTuningConfig",
     "PrefixCache",
@@ -36,10 +40,12 @@ __all__ = [
     "PromptTuningAdapter",
     "PromptTuningConfig",
     "RankAllocator",
+    "SEARCHES",
     "SVDLinear",
     "config_class",
     "load_adapter",
     "read_adapter_config",
+    "register_search",
     "resolve_method",
     "save_adapter",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
+from .. import validation
 from ..errors import AdapterCreationError
 
 
@@ -46,21 +47,21 @@ class AdapterConfig:
         except TypeError as exc:
             raise AdapterCreationError(f"{cls.method_name}: {exc}") from exc
 
+    @classmethod
+    def for_training(cls, config: dict[str, Any], steps: int) -> dict[str, Any]:
+        """``config`` completed with what depends on the number of training ``steps``
+        (nothing here; AdaLoRA's rank schedule does)."""
+        return config
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
 
+# The shared checks (metapeft_optuna.validation), raising AdapterCreationError.
 def check_int(method: str, name: str, value: Any, low: int, high: int | None = None) -> None:
-    """Raise unless ``low <= value (<= high)`` and ``value`` is an int."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < low
-        or (high is not None and value > high)
-    ):
-        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise AdapterCreationError(f"{method}: {name}={value!r} must be an integer {bound}.")
+    """Raise unless ``value`` is an integer in ``[low, high]``."""
+    validation.check_int(method, name, value, low, high, error=AdapterCreationError)
 
 
 def check_float(
@@ -71,17 +72,12 @@ def check_float(
     high: float | None = None,
     low_inclusive: bool = True,
 ) -> None:
-    """Raise unless ``value`` is a number in the given range."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if ok:
-        ok = value >= low if low_inclusive else value > low
-        ok = ok and (high is None or value <= high)
-    if not ok:
-        lower = f">= {low}" if low_inclusive else f"> {low}"
-        bound = lower if high is None else f"{lower} and <= {high}"
-        raise AdapterCreationError(f"{method}: {name}={value!r} must be a number {bound}.")
+    """Raise unless ``value`` is a finite number in the given range."""
+    validation.check_number(
+        method, name, value, low, high, low_open=not low_inclusive, error=AdapterCreationError
+    )
 
 
 def check_choice(method: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise AdapterCreationError(f"{method}: {name}={value!r}; use one of {choices}.")
+    """Raise unless ``value`` is one of ``choices``."""
+    validation.check_choice(method, name, value, choices, error=AdapterCreationError)

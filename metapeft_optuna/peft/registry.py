@@ -15,7 +15,17 @@ ADAPTERS: dict[PEFTMethod, type[BaseAdapter]] = {}
 
 
 def register_adapter(cls: type[BaseAdapter]) -> type[BaseAdapter]:
-    """Class decorator: make ``cls`` the adapter of ``cls.method``."""
+    """Class decorator: make ``cls`` the adapter of ``cls.method``.
+
+    Raises:
+        AdapterCreationError: The method has an adapter already (one per method, as HF
+            peft's registry allows).
+    """
+    if cls.method in ADAPTERS:
+        raise AdapterCreationError(
+            f"{cls.method}: {ADAPTERS[cls.method].__name__} is its adapter already; "
+            f"register {cls.__name__} under a method of its own."
+        )
     ADAPTERS[cls.method] = cls
     return cls
 

@@ -6,10 +6,16 @@ from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
+from optuna.distributions import IntDistribution
 
 from ..errors import AdapterCreationError
 from . import model_access
 from .base import BaseAdapter
+from .search import ParamSpec
+
+# The search parameter the three virtual-token methods share (their own packages
+# declare it in their part of the search space).
+NUM_VIRTUAL_TOKENS = ParamSpec("num_virtual_tokens", IntDistribution(4, 32, log=True))
 
 
 class VirtualTokenAdapter(BaseAdapter):

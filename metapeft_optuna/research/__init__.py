@@ -17,10 +17,10 @@ Example:
 from ..meta.reptile import ReptileLearner
 from ..peft import AdapterFactory
 from .baseline import BaselineComparison
-from .config import MetaLearningConfig
 from .logging import setup_logger
 from .lora import LoRAAdapter
 from .maml import MAMLLearner
+from .meta_config import MetaLearningConfig
 from .models import SimpleClassifier, accuracy, cross_entropy_loss
 from .task_distribution import TaskConfig, TaskDistribution
 

@@ -12,6 +12,7 @@ from scipy import stats
 
 from ..errors import MetaLearningError
 from ..meta._learner import Episode, MetaLearner, accuracy, cross_entropy_loss
+from ..validation import check_int
 
 
 def _sgd_learner(model: nn.Module, lr: float) -> MetaLearner:
@@ -59,8 +60,7 @@ class BaselineComparison:
             ``{"learning_curve": [test accuracy after each step], "train_losses": [...],
             "final_acc", "final_loss", "initial_acc"}``.
         """
-        if num_steps < 1:
-            raise MetaLearningError(f"num_steps={num_steps} must be >= 1.")
+        check_int("BaselineComparison", "num_steps", num_steps, error=MetaLearningError)
         learner = _sgd_learner(model, lr)
         (x, y), (tx, ty) = train_data, test_data
         theta = learner.parameters()

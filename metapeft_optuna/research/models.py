@@ -6,6 +6,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ..meta._learner import accuracy, cross_entropy_loss
+from ..validation import check_int
 
 __all__ = ["SimpleClassifier", "accuracy", "cross_entropy_loss"]
 
@@ -31,8 +32,7 @@ class SimpleClassifier(nn.Module):
             ("hidden_dim", hidden_dim),
             ("num_classes", num_classes),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a positive integer.")
+            check_int("SimpleClassifier", name, value)
         self.input_dim, self.hidden_dim, self.num_classes = input_dim, hidden_dim, num_classes
         self.layers = [
             nn.Linear(input_dim, hidden_dim),

@@ -24,6 +24,7 @@ import mlx.core as mx
 import numpy as np
 
 from ..errors import TaskSamplingError
+from ..validation import check_int
 
 FAMILIES = ("linear_classification", "gaussian_mixture", "radial_classification")
 
@@ -66,11 +67,9 @@ class TaskConfig:
             ("support_size", 1),
             ("query_size", 1),
         ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise TaskSamplingError(
-                    f"task {self.task_id!r}: {name}={value!r} must be an integer >= {low}."
-                )
+            check_int(
+                f"task {self.task_id!r}", name, getattr(self, name), low, error=TaskSamplingError
+            )
 
 
 @dataclass

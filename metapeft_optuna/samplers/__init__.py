@@ -1,5 +1,5 @@
 """Samplers."""
 
-from ._meta_peft import MetaPEFTSampler
+from ._sampler import MetaPEFTSampler
 
 __all__ = ["MetaPEFTSampler"]

@@ -214,7 +214,7 @@ class PEFTObjective:
     @staticmethod
     def _record(trial: optuna.Trial, result: TrialResult, values: tuple[float, ...]) -> None:
         trial.set_user_attr(schema.TRIAL_METRICS, result.metrics)
-        trial.set_user_attr(schema.TRIAL_PARAMETERS, result.trainable_parameters)
+        trial.set_user_attr(schema.TRIAL_TRAINABLE_PARAMETERS, result.trainable_parameters)
         trial.set_user_attr(schema.TRIAL_CURVE, [p.to_dict() for p in result.learning_curve])
         trial.set_user_attr(schema.TRIAL_EVAL_SECONDS, result.eval_seconds)
         trial.set_user_attr("tokens_per_second", result.tokens_per_second)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import ConfigError
+from ..validation import check_int, check_number
 
 
 @dataclass(frozen=True)
@@ -40,13 +40,11 @@ class TrainingBudget:
 
     def __post_init__(self) -> None:
         for name in ("curve_examples", "eval_examples", "curve_points"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"TrainingBudget.{name}={value!r} must be a positive integer.")
-        if self.memory_limit_mb is not None and self.memory_limit_mb <= 0:
-            raise ConfigError(
-                f"TrainingBudget.memory_limit_mb={self.memory_limit_mb!r} must "
-                "be positive (or None for no limit)."
+            check_int("TrainingBudget", name, getattr(self, name))
+        check_int("TrainingBudget", "max_train_examples", self.max_train_examples, optional=True)
+        for name in ("memory_limit_mb", "max_grad_norm"):
+            check_number(
+                "TrainingBudget", name, getattr(self, name), 0, low_open=True, optional=True
             )
 
     def curve_steps(self, steps: int) -> list[int]:
@@ -60,7 +58,19 @@ class TrainingBudget:
 
 @dataclass(frozen=True)
 class CurvePoint:
-    """One point of a learning curve.
+    """One point of a learning curve, measured during training.
+
+    Attributes:
+        step: Optimizer steps done (1-based).
+        train_loss: Mean training loss since the previous point (nats per answer token).
+        val_loss: Validation loss on ``TrainingBudget.curve_examples`` examples (nats per
+            answer token).
+        val_metric: On the same examples, teacher-forced, in ``[0, 1]``: label accuracy
+            (classification), the share of answers whose every token is the arg-max
+            (generation: greedy decoding's exact match before normalisation), or
+            next-token accuracy (language modelling).
+        train_seconds: Training wall time so far (evaluation excluded).
+        peak_memory_mb: Peak MLX memory so far in MB, or None.
 
     Example:
         >>> CurvePoint(step=10, train_loss=0.9, val_loss=0.8, val_metric=0.6,

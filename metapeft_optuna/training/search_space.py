@@ -1,21 +1,24 @@
 """The conditional PEFT search space, defined once for every sampler and for meta-learning.
 
-``method`` is categorical; every other parameter belongs to some methods only (LoRA-family
-parameters are shared by ``lora``, ``dora`` and ``adalora``; virtual-token parameters by
-the three prompt methods). The same definitions serve three uses:
+``method`` is categorical; ``learning_rate``, ``steps`` and ``batch_size`` are shared;
+every other parameter belongs to the methods that declare it in their package's search
+module (:mod:`metapeft_optuna.peft.search`: LoRA-family parameters are shared by
+``lora``, ``dora`` and ``adalora``, virtual-token parameters by the three prompt
+methods). The same definitions serve four uses:
 
 - :meth:`PEFTSearchSpace.suggest` asks an Optuna trial define-by-run (TPE, NSGA-II,
   Random, GP, ... all work);
 - :meth:`PEFTSearchSpace.encode` turns a parameter dict into a fixed-length vector in
   ``[0, 1]`` (inactive parameters are 0) for the meta-model;
-- :meth:`PEFTSearchSpace.sample` draws random configurations for acquisition.
+- :meth:`PEFTSearchSpace.sample` and :meth:`PEFTSearchSpace.perturb` draw random and
+  neighbouring configurations for acquisition;
+- :meth:`PEFTSearchSpace.to_hyperparameters` maps a configuration to ``fine_tune``'s.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -27,36 +30,14 @@ from optuna.distributions import (
 )
 
 from ..errors import ConfigError
-from ..peft import PEFTMethod
+from ..peft import SEARCHES, ParamSpec, PEFTMethod
+from ..peft.search import method_specs
 
-LORA_FAMILY = ("lora", "dora", "adalora")
-VIRTUAL = ("prompt_tuning", "prefix_tuning", "p_tuning")
 ALL_METHODS = tuple(m.value for m in PEFTMethod)
+# Cold-start values of the shared parameters (each method adds its learning rate).
+SHARED_DEFAULTS = {"steps": 20, "batch_size": 8}
 
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One parameter: its distribution, the methods that use it, an optional condition.
-
-    Example:
-        >>> spec = ParamSpec("lora_rank", CategoricalDistribution((4, 8)), ("lora", "dora"))
-        >>> spec.active({"method": "dora"}), spec.active({"method": "prompt_tuning"})
-        (True, False)
-    """
-
-    name: str
-    distribution: BaseDistribution
-    methods: tuple[str, ...]
-    condition: Callable[[dict[str, Any]], bool] | None = None
-
-    def active(self, params: dict[str, Any]) -> bool:
-        return params.get("method") in self.methods and (
-            self.condition is None or self.condition(params)
-        )
-
-
-def _projection_on(params: dict[str, Any]) -> bool:
-    return bool(params.get("prefix_projection"))
+__all__ = ["ALL_METHODS", "PEFTSearchSpace", "ParamSpec", "default_specs", "in_distribution"]
 
 
 def default_specs(
@@ -64,39 +45,14 @@ def default_specs(
     steps: tuple[int, int, int] = (10, 30, 10),
     batch_sizes: Sequence[int] = (4, 8, 16),
 ) -> list[ParamSpec]:
-    """The product's search space (ranges chosen for short fine-tunes of small LMs)."""
+    """The product's search space: the shared training parameters (ranges chosen for
+    short fine-tunes of small LMs), then every registered method's parameters."""
     every = ALL_METHODS
     return [
         ParamSpec("learning_rate", FloatDistribution(*learning_rate, log=True), every),
         ParamSpec("steps", IntDistribution(steps[0], steps[1], step=steps[2]), every),
         ParamSpec("batch_size", CategoricalDistribution(tuple(batch_sizes)), every),
-        ParamSpec("lora_rank", CategoricalDistribution((2, 4, 8, 16, 32)), ("lora", "dora")),
-        ParamSpec("lora_alpha", FloatDistribution(1.0, 64.0, log=True), LORA_FAMILY),
-        ParamSpec("lora_dropout", FloatDistribution(0.0, 0.2), LORA_FAMILY),
-        ParamSpec(
-            "lora_targets",
-            CategoricalDistribution(("qv", "attention", "attention_mlp")),
-            LORA_FAMILY,
-        ),
-        ParamSpec("lora_layer_fraction", CategoricalDistribution((0.25, 0.5, 1.0)), LORA_FAMILY),
-        ParamSpec("adalora_init_r", CategoricalDistribution((4, 8, 12, 16)), ("adalora",)),
-        ParamSpec("adalora_target_fraction", FloatDistribution(0.25, 1.0), ("adalora",)),
-        ParamSpec("adalora_orth_reg_weight", FloatDistribution(0.01, 1.0, log=True), ("adalora",)),
-        ParamSpec("adalora_tinit_fraction", FloatDistribution(0.0, 0.3), ("adalora",)),
-        ParamSpec("adalora_tfinal_fraction", FloatDistribution(0.0, 0.3), ("adalora",)),
-        ParamSpec("num_virtual_tokens", IntDistribution(4, 32, log=True), VIRTUAL),
-        ParamSpec(
-            "prompt_init", CategoricalDistribution(("random", "vocab", "text")), ("prompt_tuning",)
-        ),
-        ParamSpec("prefix_projection", CategoricalDistribution((False, True)), ("prefix_tuning",)),
-        ParamSpec(
-            "prefix_hidden",
-            CategoricalDistribution((64, 256)),
-            ("prefix_tuning",),
-            condition=_projection_on,
-        ),
-        ParamSpec("ptuning_encoder", CategoricalDistribution(("mlp", "lstm")), ("p_tuning",)),
-        ParamSpec("ptuning_hidden", CategoricalDistribution((64, 128, 256)), ("p_tuning",)),
+        *method_specs(ALL_METHODS),
     ]
 
 
@@ -172,9 +128,36 @@ class PEFTSearchSpace:
             if spec.active(out):
                 value = params.get(spec.name)
                 out[spec.name] = (
-                    value if _in(spec.distribution, value) else _sample(rng, spec.distribution)
+                    value
+                    if in_distribution(spec.distribution, value)
+                    else _sample(rng, spec.distribution)
                 )
         return out
+
+    def defaults(self, method: str) -> dict[str, Any]:
+        """The method's cold-start configuration: its declared defaults and the shared
+        ones (:data:`SHARED_DEFAULTS`), unconditional parameters only."""
+        declared = SEARCHES[PEFTMethod(method)].defaults
+        return {"method": method, **SHARED_DEFAULTS, **declared}
+
+    def perturb(
+        self, params: dict[str, Any], rng: np.random.Generator, scale: float = 0.15
+    ) -> dict[str, Any]:
+        """A neighbour of ``params`` (same method): each numeric value moved by a
+        Gaussian step of ``scale`` times its range (on the log scale where the
+        distribution is log), each ordered choice by at most one place, one parameter
+        in five drawn afresh; parameters a changed condition switches on are sampled."""
+        fresh = self.sample(rng, params["method"])
+        out = {"method": params["method"]}
+        distributions = self.distributions()
+        for name, value in fresh.items():
+            if name == "method":
+                continue
+            if name not in params or rng.random() < 0.2:
+                out[name] = value
+                continue
+            out[name] = _jitter(distributions[name], params[name], rng, scale)
+        return self.sample_completion(out, rng)
 
     def contains(self, params: dict[str, Any]) -> bool:
         """Whether ``params`` holds exactly the active parameters, each in its range."""
@@ -183,10 +166,7 @@ class PEFTSearchSpace:
         active = self.active_specs(params)
         if set(params) != {"method", *(s.name for s in active)}:
             return False
-        return all(
-            s.distribution._contains(s.distribution.to_internal_repr(params[s.name]))
-            for s in active
-        )
+        return all(in_distribution(s.distribution, params[s.name]) for s in active)
 
     def max_virtual_tokens(self) -> int:
         """The most virtual tokens a configuration of this space prepends (0 without
@@ -199,48 +179,16 @@ class PEFTSearchSpace:
     def to_hyperparameters(
         params: dict[str, Any], num_layers: int, init_text: str = ""
     ) -> tuple[str, dict[str, Any]]:
-        """Map search-space parameters to ``fine_tune`` hyperparameters."""
+        """Map search-space parameters to ``(method, hyperparameters)`` for ``fine_tune``:
+        the shared training keys plus the method's adapter keys (its
+        :class:`~metapeft_optuna.peft.MethodSearch` mapping)."""
         method = params["method"]
         hp: dict[str, Any] = {
             "learning_rate": float(params["learning_rate"]),
             "steps": int(params["steps"]),
             "batch_size": int(params["batch_size"]),
         }
-        if method in LORA_FAMILY:
-            fraction = float(params["lora_layer_fraction"])
-            hp.update(
-                alpha=float(params["lora_alpha"]),
-                dropout=float(params["lora_dropout"]),
-                target_modules=params["lora_targets"],
-                num_layers=max(1, round(fraction * num_layers)),
-            )
-            if method == "adalora":
-                init_r = int(params["adalora_init_r"])
-                steps = hp["steps"]
-                hp.update(
-                    init_r=init_r,
-                    target_r=max(1, round(init_r * params["adalora_target_fraction"])),
-                    orth_reg_weight=float(params["adalora_orth_reg_weight"]),
-                    tinit=int(params["adalora_tinit_fraction"] * steps),
-                    tfinal=int(params["adalora_tfinal_fraction"] * steps),
-                )
-            else:
-                hp["rank"] = int(params["lora_rank"])
-        else:
-            hp["num_virtual_tokens"] = int(params["num_virtual_tokens"])
-            if method == "prompt_tuning":
-                hp["init"] = params["prompt_init"]
-                if hp["init"] == "text":
-                    hp["init_text"] = init_text or "Answer the question."
-            elif method == "prefix_tuning":
-                hp["projection"] = bool(params["prefix_projection"])
-                if hp["projection"]:
-                    hp["encoder_hidden_size"] = int(params["prefix_hidden"])
-            else:
-                hp.update(
-                    encoder_type=params["ptuning_encoder"],
-                    encoder_hidden_size=int(params["ptuning_hidden"]),
-                )
+        hp.update(SEARCHES[PEFTMethod(method)].hyperparameters(params, num_layers, init_text))
         return method, hp
 
     # --- encoding -------------------------------------------------------------------------
@@ -278,11 +226,17 @@ class PEFTSearchSpace:
         return vector
 
 
-def _in(dist: BaseDistribution, value: Any) -> bool:
+def in_distribution(distribution: BaseDistribution, value: Any) -> bool:
+    """Whether ``value`` is a valid value of ``distribution`` (None never is).
+
+    Example:
+        >>> in_distribution(IntDistribution(1, 4), 3), in_distribution(IntDistribution(1, 4), 9)
+        (True, False)
+    """
     if value is None:
         return False
     try:
-        return bool(dist._contains(dist.to_internal_repr(value)))
+        return bool(distribution._contains(distribution.to_internal_repr(value)))
     except (ValueError, TypeError):
         return False
 
@@ -327,3 +281,21 @@ def _sample(rng: np.random.Generator, dist: BaseDistribution) -> Any:
         x = low + round((x - low) / dist.step) * dist.step
     x = min(max(x, low), high)
     return int(round(x)) if isinstance(dist, IntDistribution) else float(x)
+
+
+def _jitter(distribution: BaseDistribution, value: Any, rng: np.random.Generator, scale: float):
+    if isinstance(distribution, CategoricalDistribution):
+        choices = list(distribution.choices)
+        if value not in choices:
+            return choices[int(rng.integers(len(choices)))]
+        i = choices.index(value) + int(rng.integers(-1, 2))
+        return choices[min(max(i, 0), len(choices) - 1)]
+    low, high = float(distribution.low), float(distribution.high)
+    if distribution.log:
+        x = float(np.exp(np.log(value) + rng.normal(0, scale) * (np.log(high) - np.log(low))))
+    else:
+        x = float(value + rng.normal(0, scale) * (high - low))
+    if distribution.step is not None:
+        x = low + round((x - low) / distribution.step) * distribution.step
+    x = min(max(x, low), high)
+    return int(round(x)) if isinstance(distribution, IntDistribution) else x

@@ -13,8 +13,16 @@ import mlx.core as mx
 
 from ..errors import AdapterCreationError, ConfigError, TrialFailedError
 from ..models import LoadedModel, load_model
-from ..peft import AdapterFactory, BaseAdapter, PEFTMethod, resolve_method, save_adapter
+from ..peft import (
+    AdapterFactory,
+    BaseAdapter,
+    PEFTMethod,
+    config_class,
+    resolve_method,
+    save_adapter,
+)
 from ..tasks import Example, Task, load_task
+from ..validation import check_int, check_number
 from .batching import EncodedExample, encode_example, encode_task_examples, iterate_batches
 from .evaluation import LabelSet, score_test, teacher_forced
 from .results import CurvePoint, TrainingBudget, TrialResult
@@ -121,11 +129,9 @@ def split_hyperparameters(hyperparameters: dict[str, Any]) -> tuple[dict[str, An
         )
     training = {k: hyperparameters[k] for k in TRAINING_KEYS}
     lr, steps, batch = training["learning_rate"], training["steps"], training["batch_size"]
-    if not (isinstance(lr, int | float) and lr > 0 and math.isfinite(lr)):
-        raise ConfigError(f"learning_rate={lr!r} must be a positive number.")
-    for name, value in (("steps", steps), ("batch_size", batch)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name}={value!r} must be a positive integer.")
+    check_number("hyperparameters", "learning_rate", lr, 0, low_open=True)
+    check_int("hyperparameters", "steps", steps)
+    check_int("hyperparameters", "batch_size", batch)
     return training, {k: v for k, v in hyperparameters.items() if k not in TRAINING_KEYS}
 
 
@@ -185,8 +191,7 @@ def fine_tune(
     training, adapter_config = split_hyperparameters(hyperparameters)
     if score_accuracy is None:
         score_accuracy = prepared.task.quality_objective == "accuracy"
-    if method is PEFTMethod.ADALORA:
-        adapter_config.setdefault("total_step", training["steps"])
+    adapter_config = config_class(method).for_training(adapter_config, training["steps"])
 
     mx.random.seed(budget.seed)
     adapter = _create_adapter(method, base, adapter_config, tokenizer, prepared)

@@ -1,5 +1,6 @@
 """AdaLoRA."""
 
+from . import search  # noqa: F401  (registers the part of the search space)
 from .adapter import AdaLoRAModelAdapter
 from .allocator import RankAllocator
 from .config import AdaLoRAConfig

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ...errors import AdapterCreationError
 from ..config import AdapterConfig, check_float, check_int
@@ -59,6 +60,11 @@ class AdaLoRAConfig(AdapterConfig):
     beta2: float = 0.85
     orth_reg_weight: float = 0.5
     total_step: int | None = None
+
+    @classmethod
+    def for_training(cls, config: dict[str, Any], steps: int) -> dict[str, Any]:
+        """The rank schedule spans the whole training: ``total_step`` defaults to it."""
+        return {"total_step": steps, **config}
 
     def validate(self) -> None:
         name = self.method_name

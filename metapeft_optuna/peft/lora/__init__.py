@@ -1,5 +1,6 @@
 """LoRA and DoRA."""
 
+from . import search  # noqa: F401  (registers the part of the search space)
 from .adapter import DoRAModelAdapter, LoRAModelAdapter
 from .config import DoRAConfig, LoRAConfig
 

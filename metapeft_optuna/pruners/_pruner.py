@@ -4,95 +4,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from optuna.pruners import BasePruner
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
-from scipy.special import ndtr
 
 from .. import schema
 from ..meta.experience import ExperienceBuffer, PEFTExperience
 from ..meta.prior import prior_experience
-
-
-def _total_steps(trial: FrozenTrial) -> int | None:
-    steps = trial.params.get("steps") or (
-        trial.user_attrs.get(schema.TRIAL_HYPERPARAMETERS) or {}
-    ).get("steps")
-    return int(steps) if steps else None
-
-
-def _interpolate(
-    curve: Sequence[dict[str, Any]], total: int, fraction: float, key: str
-) -> float | None:
-    points = sorted((p["step"] / total, p[key]) for p in curve if p.get(key) is not None)
-    if not points:
-        return None
-    xs, ys = zip(*points)
-    return float(np.interp(fraction, xs, ys))
-
-
-def metric_at(
-    curve: Sequence[dict[str, Any]], total: int, fraction: float, quality: str = "accuracy"
-) -> float | None:
-    """A curve's quality score (higher is better: accuracy, or minus val_loss) at
-    ``fraction`` of training (linear interpolation)."""
-    spec = schema.OBJECTIVE_SPECS[quality]
-    value = _interpolate(curve, total, fraction, spec.curve_key)
-    return None if value is None else -spec.sign * value
-
-
-def _score(quality: str, value: float) -> float:
-    """A quality objective's value as a score where higher is better."""
-    return -schema.OBJECTIVE_SPECS[quality].sign * value
-
-
-@dataclass(frozen=True)
-class _Reference:
-    """A finished run whose curve shows how curves go on: curve, steps, method, finals
-    (``final``: the quality score, higher is better)."""
-
-    curve: Sequence[dict[str, Any]]
-    total: int
-    method: str | None
-    final: float
-    seconds: float | None
-
-
-@dataclass(frozen=True)
-class PredictedOutcome:
-    """A running trial's predicted final objectives.
-
-    The final quality score (accuracy, or minus val_loss: higher is better) is a
-    mixture: one Gaussian of width ``noise`` around each of ``accuracies`` (the current
-    value plus the gain a comparable curve made from the same
-    fraction of training to its end). A mixture, not one Gaussian, because curves jump:
-    a prompt-tuning run at 0.4 that ends at 0.94 is rare but real, and a Gaussian fitted
-    to all gains calls it impossible. Log training time is Gaussian.
-
-    Example:
-        >>> outcome = PredictedOutcome(np.array([0.5, 0.7]), 0.05, 600.0, math.log(30), 0.1)
-        >>> round(outcome.probability_accuracy_at_most(0.6), 2)
-        0.5
-    """
-
-    accuracies: np.ndarray
-    noise: float
-    memory: float | None
-    log_seconds: float | None
-    log_seconds_std: float
-
-    def probability_accuracy_at_most(self, value: float) -> float:
-        """Probability that the final quality score is at most ``value``."""
-        return float(np.mean(ndtr((value - self.accuracies) / self.noise)))
-
-    def probability_at_least_as_slow(self, seconds: float) -> float:
-        if self.log_seconds is None:
-            return 1.0
-        return float(ndtr((self.log_seconds - math.log(seconds)) / self.log_seconds_std))
+from ..validation import check_int, check_number
+from ._prediction import (
+    LINEAR_LOG_TIME_SD,
+    LOG_TIME_SD,
+    PredictedOutcome,
+    Reference,
+    interpolate,
+    metric_at,
+    quality_score,
+    total_steps,
+)
 
 
 class MetaPEFTPruner(BasePruner):
@@ -141,6 +73,11 @@ class MetaPEFTPruner(BasePruner):
 
     supports_multi_objective = True
 
+    # Defaults: threshold 0.8 was chosen on the replay of the meta-dataset's curves
+    # (benchmarks/pruners.py, docs/benchmarks.md), where it kept the hypervolume lost
+    # under 1%. noise_floor 0.05 (the standard error of an accuracy near 0.5 on 100
+    # examples), min_same_method 10 and the start-up counts are judgements, not tuned
+    # separately; the replay reports what they give together.
     def __init__(
         self,
         *,
@@ -152,10 +89,12 @@ class MetaPEFTPruner(BasePruner):
         noise_floor: float = 0.05,
         min_same_method: int = 10,
     ):
-        if not 0 < threshold < 1:
-            raise ValueError(f"threshold={threshold} must be in (0, 1).")
-        if noise_floor <= 0:
-            raise ValueError(f"noise_floor={noise_floor} must be positive.")
+        owner = "MetaPEFTPruner"
+        check_number(owner, "threshold", threshold, 0, 1, low_open=True, high_open=True)
+        check_int(owner, "n_startup_trials", n_startup_trials, 0)
+        check_int(owner, "n_warmup_points", n_warmup_points, 0)
+        check_number(owner, "noise_floor", noise_floor, 0, low_open=True)
+        check_int(owner, "min_same_method", min_same_method)
         self.threshold = threshold
         self.n_startup_trials = n_startup_trials
         self.n_warmup_points = n_warmup_points
@@ -163,7 +102,7 @@ class MetaPEFTPruner(BasePruner):
         self.use_prior = use_prior
         self.noise_floor = noise_floor
         self.min_same_method = min_same_method
-        self._past_cache: tuple[Any, list[_Reference]] = (None, [])
+        self._past_cache: tuple[Any, list[Reference]] = (None, [])
 
     # --- references ---------------------------------------------------------------------------
     def _references(
@@ -172,28 +111,28 @@ class MetaPEFTPruner(BasePruner):
         names: Sequence[str],
         quality: str,
         finished: Sequence[FrozenTrial] | None = None,
-    ) -> tuple[list[_Reference], list[_Reference]]:
+    ) -> tuple[list[Reference], list[Reference]]:
         """``(this study's finished runs, past runs)``, read once per decision."""
         if finished is None:
             finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         own = []
         for other in finished:
             values = schema.metrics_by_name(names, other.values)
-            curve, total = other.user_attrs.get(schema.TRIAL_CURVE), _total_steps(other)
+            curve, total = other.user_attrs.get(schema.TRIAL_CURVE), total_steps(other)
             if curve and total and quality in values:
                 own.append(
-                    _Reference(
+                    Reference(
                         curve,
                         total,
                         other.params.get("method"),
-                        _score(quality, values[quality]),
+                        quality_score(quality, values[quality]),
                         values.get("train_seconds"),
                     )
                 )
         task = study.user_attrs.get(schema.STUDY_TASK, {}).get("name")
         return own, self._past_references(task, quality)
 
-    def _past_references(self, task: str | None, quality: str) -> list[_Reference]:
+    def _past_references(self, task: str | None, quality: str) -> list[Reference]:
         if self.experience is None and self.use_prior:
             self.experience = prior_experience() or ExperienceBuffer()
         if self.experience is None:
@@ -202,11 +141,11 @@ class MetaPEFTPruner(BasePruner):
         key = (id(self.experience), task, quality, len(self.experience))
         if self._past_cache[0] != key:
             references = [
-                _Reference(
+                Reference(
                     e.learning_curve,
                     int(e.hyperparameters["steps"]),
                     e.method_used.value,
-                    _score(quality, e.performance_metrics[quality]),
+                    quality_score(quality, e.performance_metrics[quality]),
                     e.performance_metrics.get("train_seconds"),
                 )
                 for e in self._experience_for(task, quality)
@@ -224,10 +163,10 @@ class MetaPEFTPruner(BasePruner):
 
     # --- prediction -----------------------------------------------------------------------
     def _final_scores(
-        self, trial: FrozenTrial, quality: str, own: list[_Reference], past: list[_Reference]
+        self, trial: FrozenTrial, quality: str, own: list[Reference], past: list[Reference]
     ) -> np.ndarray | None:
         curve = trial.user_attrs.get(schema.TRIAL_CURVE)
-        total = _total_steps(trial)
+        total = total_steps(trial)
         key = schema.OBJECTIVE_SPECS[quality].curve_key
         if not curve or not total or curve[-1].get(key) is None:
             return None
@@ -242,14 +181,14 @@ class MetaPEFTPruner(BasePruner):
         if not gains:
             return None
         chosen = same if len(same) >= self.min_same_method else gains
-        return _score(quality, curve[-1][key]) + np.array(chosen)
+        return quality_score(quality, curve[-1][key]) + np.array(chosen)
 
     def _log_seconds(
-        self, trial: FrozenTrial, own: list[_Reference], past: list[_Reference]
+        self, trial: FrozenTrial, own: list[Reference], past: list[Reference]
     ) -> tuple[float, float] | None:
         curve = [p for p in trial.user_attrs.get(schema.TRIAL_CURVE) or [] if p.get("step")]
         timed = [p for p in curve if p.get("train_seconds") is not None]
-        total = _total_steps(trial)
+        total = total_steps(trial)
         if not timed or not total:
             return None
         last = timed[-1]
@@ -259,17 +198,17 @@ class MetaPEFTPruner(BasePruner):
             rate = (last["train_seconds"] - previous["train_seconds"]) / (
                 last["step"] - previous["step"]
             )
-            return math.log(last["train_seconds"] + rate * (total - last["step"])), 0.05
+            return math.log(last["train_seconds"] + rate * (total - last["step"])), LOG_TIME_SD
         fraction = last["step"] / total
         ratios = []
         # Times are this machine's: past runs only stand in while the study has few.
         for ref in own if len(own) >= 5 else own + past:
-            at = _interpolate(ref.curve, ref.total, fraction, "train_seconds")
+            at = interpolate(ref.curve, ref.total, fraction, "train_seconds")
             if at and ref.seconds:
                 ratios.append(math.log(ref.seconds / at))
         base = math.log(last["train_seconds"])
         if len(ratios) < 3:
-            return base - math.log(fraction), 0.3
+            return base - math.log(fraction), LINEAR_LOG_TIME_SD
         return base + float(np.median(ratios)), float(np.std(ratios)) + 0.02
 
     def predict_final_quality(self, study: Study, trial: FrozenTrial) -> tuple[float, float] | None:
@@ -341,7 +280,7 @@ class MetaPEFTPruner(BasePruner):
         if outcome is None:
             return False
         if len(names) == 1:
-            best = max(_score(names[0], t.value) for t in finished if t.value is not None)
+            best = max(quality_score(names[0], t.value) for t in finished if t.value is not None)
             return outcome.probability_accuracy_at_most(best) > self.threshold
         return self.probability_dominated(outcome, finished, names) > self.threshold
 
@@ -364,7 +303,9 @@ class MetaPEFTPruner(BasePruner):
             memory = values.get("peak_memory_mb")
             if outcome.memory is not None and memory is not None and memory > outcome.memory:
                 continue
-            probability = outcome.probability_accuracy_at_most(_score(quality, values[quality]))
+            probability = outcome.probability_accuracy_at_most(
+                quality_score(quality, values[quality])
+            )
             if "train_seconds" in values:
                 probability *= outcome.probability_at_least_as_slow(values["train_seconds"])
             largest = max(largest, probability)

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from ..validation import check_int, check_number
 
 ALGORITHMS = ("reptile", "maml")
 
@@ -54,13 +55,9 @@ class MetaLearningConfig:
             "eval_interval",
             "save_interval",
         ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name}={value!r} must be a positive integer.")
+            check_int("MetaLearningConfig", name, getattr(self, name))
         for name in ("inner_lr", "outer_lr"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ConfigError(f"{name}={value!r} must be a positive number.")
+            check_number("MetaLearningConfig", name, getattr(self, name), 0, low_open=True)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> MetaLearningConfig:

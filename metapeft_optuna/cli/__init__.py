@@ -1,0 +1,124 @@
+"""The ``metapeft`` command: tune a PEFT configuration, inspect tasks, train the prior."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .. import schema
+from ..errors import MetaLearningError
+from .commands import (
+    cmd_experience_export,
+    cmd_info,
+    cmd_models,
+    cmd_prior_show,
+    cmd_prior_train,
+    cmd_recommend,
+    cmd_tasks_list,
+)
+from .tune import MAIN_STORAGE, MAIN_TASK, cmd_main, cmd_tune
+
+
+def _add_tune_options(parser: argparse.ArgumentParser, *, main: bool) -> None:
+    if not main:
+        parser.add_argument("--task", required=True, help="built-in task or .jsonl/.csv file")
+        parser.add_argument("--model", default="smollm2-135m")
+        parser.add_argument(
+            "--sampler", default="meta", choices=["meta", "tpe", "nsga2", "random", "gp"]
+        )
+        parser.add_argument("--pruner", default="meta", choices=["meta", "none"])
+        parser.add_argument(
+            "--objectives",
+            help="comma-separated objective names from "
+            f"{', '.join(schema.METRICS)} (default: the task's quality objective, accuracy "
+            "or val_loss for free-form answers and plain text, then peak_memory_mb,"
+            "train_seconds)",
+        )
+    parser.add_argument("--trials", type=int, default=12 if main else 20)
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=330 if main else None,
+        help="stop starting new trials after this many seconds",
+    )
+    parser.add_argument("--storage", default=MAIN_STORAGE)
+    parser.add_argument("--study-name")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--eval-examples",
+        type=int,
+        default=400,
+        help="held-out test examples per trial (400: standard error <= 0.025 on accuracy)",
+    )
+    parser.add_argument("--memory-limit-mb", type=float)
+    parser.add_argument("--adapters-dir", help="save every trial's adapter under this folder")
+    parser.add_argument("--plot", help="Pareto plot PNG (default: studies/<study>-pareto.png)")
+    parser.add_argument(
+        "--no-prior",
+        action="store_true",
+        help="start the meta sampler cold; prune on this study's curves alone",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="metapeft", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("info", help="versions, BLAS and prior").set_defaults(func=cmd_info)
+    commands.add_parser("models", help="list the named models").set_defaults(func=cmd_models)
+
+    tasks = commands.add_parser("tasks", help="built-in tasks")
+    tasks_commands = tasks.add_subparsers(dest="tasks_command", required=True)
+    listing = tasks_commands.add_parser("list", help="list built-in tasks and characteristics")
+    listing.add_argument("--sizes", action="store_true", help="list every size variant")
+    listing.add_argument(
+        "--model", default="tiny", help="model whose tokenizer measures the tasks (default: tiny)"
+    )
+    listing.set_defaults(func=cmd_tasks_list)
+
+    tune = commands.add_parser("tune", help="run a PEFT study (real fine-tunes)")
+    _add_tune_options(tune, main=False)
+    tune.set_defaults(func=cmd_tune)
+    main = commands.add_parser("main", help=f"the README's main job ({MAIN_TASK}, SmolLM2)")
+    _add_tune_options(main, main=True)
+    main.set_defaults(func=cmd_main)
+
+    recommend = commands.add_parser("recommend", help="the prior's recommendation for a task")
+    recommend.add_argument("--task", required=True)
+    recommend.add_argument("--model", default="smollm2-135m")
+    recommend.set_defaults(func=cmd_recommend)
+
+    prior = commands.add_parser("prior", help="the shipped meta-model")
+    prior_commands = prior.add_subparsers(dest="prior_command", required=True)
+    train = prior_commands.add_parser("train", help="train the prior on experience")
+    train.add_argument(
+        "--experience",
+        nargs="+",
+        help="storage URLs or JSON Lines exports (default: the shipped meta-dataset)",
+    )
+    train.add_argument("--out", help="folder to write (default: the shipped prior)")
+    train.add_argument("--seed", type=int, default=0, help="seed of the networks' training")
+    train.set_defaults(func=cmd_prior_train)
+    prior_commands.add_parser("show", help="what the prior knows").set_defaults(func=cmd_prior_show)
+
+    experience = commands.add_parser("experience", help="experience files")
+    experience_commands = experience.add_subparsers(dest="experience_command", required=True)
+    export = experience_commands.add_parser("export", help="storages -> JSON Lines")
+    export.add_argument("--storage", nargs="+", required=True)
+    export.add_argument("--out", required=True)
+    export.set_defaults(func=cmd_experience_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MetaLearningError as exc:
+        print(f"metapeft: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

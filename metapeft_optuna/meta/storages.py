@@ -1,0 +1,102 @@
+"""Experience read from Optuna storages: every metapeft study is a source task, and each
+of its finished or pruned trials one experience."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from .. import schema
+from ..errors import ConfigError
+from ..peft import PEFTMethod
+from ..tasks import TaskCharacteristics
+from .peft_experience import PEFTExperience
+
+
+def storage_experiences(
+    storage: str | optuna.storages.BaseStorage, exclude_studies: Sequence[str] = ()
+) -> Iterator[PEFTExperience]:
+    """The experiences of every metapeft study of ``storage`` (a URL or an object): the
+    studies whose user attributes carry the task (``schema.STUDY_TASK``), except
+    ``exclude_studies``. A study whose objectives are not a PEFT study's is skipped
+    with a warning."""
+    storage = optuna.storages.get_storage(storage)
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        attrs = summary.user_attrs
+        if summary.study_name in exclude_studies or schema.STUDY_TASK not in attrs:
+            continue
+        study_id = storage.get_study_id_from_name(summary.study_name)
+        try:
+            objectives = schema.objectives_of(
+                optuna.load_study(study_name=summary.study_name, storage=storage).metric_names,
+                summary.directions,
+            )
+        except ConfigError as exc:  # not a PEFT study's objectives: not experience
+            warnings.warn(f"study {summary.study_name!r} skipped: {exc}", stacklevel=2)
+            continue
+        states = (TrialState.COMPLETE, TrialState.PRUNED)
+        for trial in storage.get_all_trials(study_id, deepcopy=False, states=states):
+            experience = experience_from_trial(trial, summary.study_name, attrs, objectives)
+            if experience is not None:
+                yield experience
+
+
+def experience_from_trial(
+    trial: FrozenTrial,
+    study_name: str,
+    study_attrs: dict[str, Any],
+    objectives: Sequence[str] = schema.DEFAULT_OBJECTIVES,
+) -> PEFTExperience | None:
+    """The experience of one trial, or None when it is not one (failed, running, ...).
+
+    Args:
+        trial: A trial of a PEFT study.
+        study_name: Its study's name.
+        study_attrs: Its study's user attributes (task and model).
+        objectives: Its study's objective names (:func:`schema.study_objectives`): the
+            trial's values are read by these names, never by position.
+    """
+    if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED):
+        return None
+    if "method" not in trial.params:
+        return None
+    task = study_attrs[schema.STUDY_TASK]
+    chars = TaskCharacteristics.from_dict(task["characteristics"])
+    values = trial.values if trial.state == TrialState.COMPLETE else None
+    metrics: dict[str, float | None] = {}
+    if values is not None:
+        metrics = schema.trial_metrics(objectives, values, trial.user_attrs)
+    if any(v is not None and not math.isfinite(v) for v in metrics.values()):
+        return None
+    model_info = dict(study_attrs.get(schema.STUDY_MODEL) or {})
+    key = json.dumps(
+        [
+            task["name"],
+            model_info.get("name"),
+            study_name,
+            trial.number,
+            str(trial.datetime_start),
+            trial.params,
+        ],
+        sort_keys=True,
+        default=str,
+    )
+    return PEFTExperience(
+        task_characteristics=chars,
+        method_used=PEFTMethod(trial.params["method"]),
+        hyperparameters=dict(trial.params),
+        performance_metrics=metrics,
+        task_name=task["name"],
+        model_info=model_info,
+        learning_curve=tuple(trial.user_attrs.get(schema.TRIAL_CURVE) or ()),
+        state="complete" if values is not None else "pruned",
+        uid=hashlib.sha1(key.encode()).hexdigest()[:16],
+        study=study_name,
+    )

@@ -1,0 +1,100 @@
+"""Argument checks shared by every public constructor: one line naming the owner, the
+argument, the value given and what it must be.
+
+Errors are :class:`~metapeft_optuna.errors.ConfigError` (a ``ValueError``) unless the
+caller names another class (adapter configs raise ``AdapterCreationError``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from typing import Any
+
+from .errors import ConfigError
+
+
+def check_int(
+    owner: str,
+    name: str,
+    value: Any,
+    low: int = 1,
+    high: int | None = None,
+    *,
+    optional: bool = False,
+    error: type[Exception] = ConfigError,
+) -> None:
+    """Raise ``error`` unless ``value`` is an integer in ``[low, high]`` (None passes
+    when ``optional``).
+
+    Example:
+        >>> check_int("MetaPEFTSampler", "n_warm_start", 0)
+        Traceback (most recent call last):
+        ...
+        metapeft_optuna.errors.ConfigError: MetaPEFTSampler: n_warm_start=0 must be an integer >= 1.
+    """
+    if value is None and optional:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise error(f"{owner}: {name}={value!r} must be an integer {bound}{_none(optional)}.")
+
+
+def check_number(
+    owner: str,
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    optional: bool = False,
+    error: type[Exception] = ConfigError,
+) -> None:
+    """Raise ``error`` unless ``value`` is a finite number within the bounds (open
+    where ``low_open``/``high_open``; None passes when ``optional``).
+
+    Example:
+        >>> check_number("Pruner", "threshold", 1.0, 0, 1, low_open=True, high_open=True)
+        Traceback (most recent call last):
+        ...
+        metapeft_optuna.errors.ConfigError: Pruner: threshold=1.0 must be a number > 0 and < 1.
+    """
+    if value is None and optional:
+        return
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        bounds = []
+        if low is not None:
+            bounds.append(f"{'>' if low_open else '>='} {low}")
+        if high is not None:
+            bounds.append(f"{'<' if high_open else '<='} {high}")
+        bound = " and ".join(bounds) or "finite"
+        raise error(f"{owner}: {name}={value!r} must be a number {bound}{_none(optional)}.")
+
+
+def check_choice(
+    owner: str,
+    name: str,
+    value: Any,
+    choices: Collection[Any],
+    *,
+    error: type[Exception] = ConfigError,
+) -> None:
+    """Raise ``error`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise error(f"{owner}: {name}={value!r}; use one of {tuple(choices)}.")
+
+
+def _none(optional: bool) -> str:
+    return " (or None)" if optional else ""
