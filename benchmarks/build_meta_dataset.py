@@ -1,27 +1,34 @@
-"""Build the PEFT meta-dataset: real MLX fine-tunes of SmolLM2-135M on the built-in tasks.
+"""Build the PEFT meta-dataset (v2): real MLX fine-tunes of SmolLM2-135M on the built-in tasks.
 
-Protocol (see docs/meta-dataset.md): one Optuna study per task in one storage; every
-trial a real fine-tune through ``PEFTObjective`` with the product's search space; the
-method is assigned round-robin (enqueued) so every method gets the same share, the other
-parameters come from a seeded RandomSampler; one loaded model serves all trials.
+Protocol (docs/meta-dataset.md): every trial is one ``PEFTObjective`` call with the
+task's default objectives and the trial protocol of ``docs/trial-protocol.md`` (400
+held-out test examples where the task's data allows, accuracy and val_loss with their
+standard errors, a 4-point learning curve on 64 validation examples, the zero-shot
+baseline once per study). The search space is the product's with 10-200 steps on a log
+scale. Methods take turns per task from a per-task offset (each gets 6-7 of 40); every
+other parameter comes from a ``RandomSampler`` seeded by task and trial number. One
+storage, one study per task, one loaded model for all trials.
 
-The build is resumable: re-running continues each study where it stopped (finished and
-failed trials count, a trial interrupted mid-run is marked failed and redone). Trials go
-round-robin over tasks, so a partial build covers every task. Run it in the background:
+Order: the learnability bar first (``benchmarks/task_signal.py``): every task's first
+``BAR`` configurations, tasks that do not pass yet before the others (one passing
+configuration settles a task); then the tasks that pass, up to ``--configs`` each,
+fewest first. A task that fails the bar after ``BAR`` configurations stops there.
 
-    nohup python benchmarks/build_meta_dataset.py > studies/meta_dataset.log 2>&1 &
+The build is resumable: re-running continues where it stopped (a trial left running by
+a killed build is failed and its configuration redone). Timings are objectives, so
+nothing heavy may overlap a trial: run such work through ``benchmarks/pause_build.sh
+COMMAND``, which lets the running trial finish, holds the build between trials while
+the command runs, then releases it. Each trial records the load average at its start.
 
-and export the result for the repository with ``--export studies/meta_dataset.jsonl``.
-
-Timings are objectives, so other heavy work on the machine must not overlap a trial. Run
-such work through ``benchmarks/pause_build.sh COMMAND``: it lets the running trial
-finish, holds the build between trials while the command runs, then releases it (no
-trial is lost or disturbed). Each trial records the load average at its start.
+    nohup python benchmarks/build_meta_dataset.py >> studies/meta_dataset_v2.log 2>&1 &
+    python benchmarks/build_meta_dataset.py --report
+    python benchmarks/build_meta_dataset.py --export studies/meta_dataset_v2.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from pathlib import Path
@@ -29,36 +36,56 @@ from pathlib import Path
 import metapeft_optuna
 from metapeft_optuna import schema
 from metapeft_optuna.models import load_model
+from metapeft_optuna.tasks import load_task
+from metapeft_optuna.tasks.zoo import BUILTIN_TASKS, standard_sizes
 from metapeft_optuna.training.objective import PEFTObjective
 from metapeft_optuna.training.results import TrainingBudget
-from metapeft_optuna.training.search_space import PEFTSearchSpace
+from metapeft_optuna.training.search_space import ParamSpec, PEFTSearchSpace, default_specs
 
 import optuna
+from optuna.distributions import IntDistribution
 from optuna.trial import TrialState
 
-TASKS = (
-    "word_sentiment@512",
-    "sentiment_strength@512",
-    "emoticon_sentiment",
-    "word_sentiment@64",
-    "language_id@512",
-    "number_words_fr@512",
-    "number_to_words@512",
-    "roman_numerals@512",
-    "iris",
-    "breast_cancer@512",
-    "diabetes_level",
-    "parity@512",
-    "sort_digits@512",
-)
-BUDGET = TrainingBudget(curve_points=4, curve_examples=24, eval_examples=50)
-STUDY_PREFIX = "meta-"
+STORAGE = "sqlite:///studies/meta_dataset_v2.db"
+PREFIX = "v2-"
+SIZE = 256  # training examples per task
+BAR = 12  # configurations the learnability bar is judged on
+ACCURACY_GAIN = 0.15  # the bar: accuracy above zero-shot, or ...
+LOSS_DROP = 0.25  # ... val_loss below zero-shot by this fraction (free-form answers)
+CONFIGS = 40
+BUDGET = TrainingBudget(curve_points=4, curve_examples=64, eval_examples=400)
 HOLD = "studies/.build_hold"  # present: finish the running trial, then wait
 IDLE = "studies/.build_idle"  # present while the build waits on HOLD
 # Reasons of failed trials whose configuration is redone: a trial stopped by the pauses
 # earlier builds used ("paused"), or left running by a killed build.
 PAUSED = "build paused during the trial; timing invalid, configuration redone"
 REDO = (PAUSED, "interrupted build")
+
+
+def build_space() -> PEFTSearchSpace:
+    """The product's space with steps from 10 to 200 on a log scale (its 10-30 left half
+    of the first meta-dataset's tasks at chance)."""
+    specs = [
+        ParamSpec("steps", IntDistribution(10, 200, log=True), s.methods)
+        if s.name == "steps"
+        else s
+        for s in default_specs()
+    ]
+    return PEFTSearchSpace(specs=specs)
+
+
+def task_specs() -> list[str]:
+    """Every built-in task at ``SIZE`` training examples, or its largest size (the whole
+    training pool: for breast_cancer that keeps the 400-example test set)."""
+    return [
+        f"{name}@{SIZE if SIZE in sizes else max(sizes)}"
+        for name in sorted(BUILTIN_TASKS)
+        if (sizes := standard_sizes(name))
+    ]
+
+
+def task_seed(spec: str) -> int:
+    return sum(map(ord, spec)) * 1000
 
 
 def wait_while_held() -> None:
@@ -73,33 +100,25 @@ def wait_while_held() -> None:
         Path(IDLE).unlink(missing_ok=True)
 
 
-def study_name(task: str) -> str:
-    return STUDY_PREFIX + task
-
-
-def counted(study: optuna.Study) -> int:
-    """Finished trials, not counting the ones that must be redone."""
+def counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Finished trials in order, without the ones that must be redone."""
     done = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
-    return len(
-        [
-            t
-            for t in study.get_trials(deepcopy=False)
-            if t.state in done and t.user_attrs.get(schema.TRIAL_FAIL_REASON) not in REDO
-        ]
-    )
+    return [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state in done and t.user_attrs.get(schema.TRIAL_FAIL_REASON) not in REDO
+    ]
 
 
 def pending_redo(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """Trials to redo (paused or interrupted) whose configuration no later trial ran."""
     trials = study.get_trials(deepcopy=False)
-    redo = []
-    for t in trials:
-        if t.user_attrs.get(schema.TRIAL_FAIL_REASON) not in REDO:
-            continue
-        later = [u for u in trials if u.number > t.number and u.params == t.params]
-        if not later:
-            redo.append(t)
-    return redo
+    return [
+        t
+        for t in trials
+        if t.user_attrs.get(schema.TRIAL_FAIL_REASON) in REDO
+        and not any(u.number > t.number and u.params == t.params for u in trials)
+    ]
 
 
 def mark_interrupted(study: optuna.Study) -> None:
@@ -111,6 +130,38 @@ def mark_interrupted(study: optuna.Study) -> None:
         study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
 
 
+def best_metric(
+    trials: list[optuna.trial.FrozenTrial], metric: str
+) -> tuple[float | None, float | None, str | None]:
+    """The best recorded test value of ``metric`` over the complete ``trials``, its
+    standard error and the trial's method (Nones when none measured it)."""
+    sign = schema.OBJECTIVE_SPECS[metric].sign
+    scored = [
+        (m[metric], m.get(f"{metric}_se"), t.params.get("method"))
+        for t in trials
+        if t.state == TrialState.COMPLETE
+        and (m := t.user_attrs.get(schema.TRIAL_METRICS) or {}).get(metric) is not None
+        and math.isfinite(m[metric])
+    ]
+    return min(scored, key=lambda r: sign * r[0]) if scored else (None, None, None)
+
+
+def learns(study: optuna.Study, trials: int = BAR) -> bool | None:
+    """The learnability bar on the study's first ``trials`` counted trials: the best beats
+    the zero-shot accuracy by ``ACCURACY_GAIN`` or, where val_loss is the quality
+    objective (free-form answers), lowers the zero-shot val_loss by ``LOSS_DROP``. None
+    while the baseline or every result is missing. On label tasks the loss alone says
+    little: learning the answer format drops it far while accuracy stays at chance."""
+    quality = schema.quality_objective(schema.study_objectives(study))
+    zero = (study.user_attrs.get(schema.STUDY_BASELINE) or {}).get(quality)
+    best = best_metric(counted(study)[:trials], quality)[0]
+    if zero is None or best is None:
+        return None
+    if quality == "accuracy":
+        return best - zero >= ACCURACY_GAIN
+    return best <= (1 - LOSS_DROP) * zero
+
+
 class LoggedObjective(PEFTObjective):
     """Records the machine's load average at the start of each trial."""
 
@@ -119,105 +170,126 @@ class LoggedObjective(PEFTObjective):
         return super().__call__(trial)
 
 
-def build(storage: str, tasks: tuple[str, ...], configs: int, model_spec: str) -> None:
+def next_task(studies: dict[str, optuna.Study], configs: int) -> str | None:
+    """The task to run next (see the module docstring), None when the build is done."""
+    bar, rest = [], []
+    for spec, study in studies.items():
+        done = len(counted(study))
+        verdict = learns(study)
+        if done < BAR:
+            bar.append((verdict is True, done, spec))
+        elif verdict is True and done < configs:
+            rest.append((done, spec))
+    if bar:
+        return min(bar)[2]
+    return min(rest)[1] if rest else None
+
+
+def build(storage: str, tasks: list[str], configs: int, model_spec: str) -> None:
     loaded = load_model(model_spec)
-    space = PEFTSearchSpace()
+    space = build_space()
     methods = space.methods
-    objectives = {}
-    studies = {}
-    for task in tasks:
-        objectives[task] = LoggedObjective(task, model=loaded, search_space=space, budget=BUDGET)
-        studies[task] = optuna.create_study(
-            study_name=study_name(task),
+    objectives, studies = {}, {}
+    existing = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
+    for spec in tasks:
+        objectives[spec] = LoggedObjective(spec, model=loaded, search_space=space, budget=BUDGET)
+        if existing.get(PREFIX + spec) == 0:  # an empty study is recreated as it is now
+            optuna.delete_study(study_name=PREFIX + spec, storage=storage)
+        studies[spec] = optuna.create_study(
+            study_name=PREFIX + spec,
             storage=storage,
             load_if_exists=True,
-            directions=objectives[task].directions,
-            sampler=optuna.samplers.RandomSampler(seed=sum(map(ord, task))),
+            directions=objectives[spec].directions,
         )
-        mark_interrupted(studies[task])
+        mark_interrupted(studies[spec])
     Path(IDLE).unlink(missing_ok=True)  # left by a build killed while held
-    started = time.time()
-    ran = 0
-    for round_index in range(configs):
-        for task in tasks:
-            study = studies[task]
-            done = counted(study)
-            if done > round_index:
-                continue
-            redo = pending_redo(study)
-            if redo:
-                study.enqueue_trial(redo[0].params)
-            else:
-                study.enqueue_trial({"method": methods[done % len(methods)]})
-            wait_while_held()
-            t0 = time.time()
-            study.optimize(objectives[task], n_trials=1, catch=(Exception,))
-            trial = study.trials[-1]
-            ran += 1
-            values = trial.values or trial.user_attrs.get(schema.TRIAL_FAIL_REASON)
-            print(
-                f"[{time.strftime('%H:%M:%S')}] {task} #{trial.number} "
-                f"{trial.params.get('method')}: {values} ({time.time() - t0:.0f}s; "
-                f"{ran} this run, {(time.time() - started) / 3600:.2f} h)",
-                flush=True,
-            )
+    started, ran = time.time(), 0
+    while (spec := next_task(studies, configs)) is not None:
+        study = studies[spec]
+        if redo := pending_redo(study):
+            study.enqueue_trial(redo[0].params)
+        else:
+            turn = task_seed(spec) // 1000 + len(counted(study))
+            study.enqueue_trial({"method": methods[turn % len(methods)]})
+        # Seeded by task and trial number, so a resumed build draws anew.
+        study.sampler = optuna.samplers.RandomSampler(seed=task_seed(spec) + len(study.trials))
+        wait_while_held()
+        t0 = time.time()
+        study.optimize(objectives[spec], n_trials=1, catch=(Exception,))
+        trial, ran = study.trials[-1], ran + 1
+        outcome = trial.values or trial.user_attrs.get(schema.TRIAL_FAIL_REASON)
+        print(
+            f"[{time.strftime('%H:%M:%S')}] {spec} #{trial.number} "
+            f"{trial.params.get('method')}: {trial.state.name} {outcome} "
+            f"({time.time() - t0:.0f} s; {ran} this run, {(time.time() - started) / 3600:.2f} h)",
+            flush=True,
+        )
     print(f"done: {ran} trials in {(time.time() - started) / 3600:.2f} h", flush=True)
 
 
-def report(storage: str, tasks: tuple[str, ...]) -> None:
+def report(storage: str) -> str:
+    """Per task: trials counted and failed, each method's count, the bar's verdict and
+    the training and evaluation hours spent."""
+    lines = []
     total_train = total_eval = 0.0
-    for task in tasks:
-        try:
-            study = optuna.load_study(study_name=study_name(task), storage=storage)
-        except KeyError:
-            print(f"{task}: not started")
+    for summary in sorted(optuna.get_all_study_summaries(storage), key=lambda s: s.study_name):
+        if not summary.study_name.startswith(PREFIX) or not summary.n_trials:
             continue
-        trials = study.get_trials(deepcopy=False)
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        failed = [t for t in trials if t.state == TrialState.FAIL]
-        train = sum(t.values[2] for t in complete)
-        evaluation = sum(t.user_attrs.get(schema.TRIAL_EVAL_SECONDS, 0) for t in complete)
-        total_train += train
-        total_eval += evaluation
-        best = max((t.values[0] for t in complete), default=float("nan"))
-        print(
-            f"{task:24s} complete {len(complete):3d} failed {len(failed):2d} "
-            f"best accuracy {best:.3f} train {train / 60:.1f} min eval {evaluation / 60:.1f} min"
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        done = counted(study)
+        complete = [t for t in done if t.state == TrialState.COMPLETE]
+        metrics = [
+            schema.trial_metrics(study.metric_names, t.values, t.user_attrs) for t in complete
+        ]
+        train = sum(m.get("train_seconds", 0.0) for m in metrics)
+        evaluation = sum(t.user_attrs.get(schema.TRIAL_EVAL_SECONDS, 0.0) for t in complete)
+        total_train, total_eval = total_train + train, total_eval + evaluation
+        per_method = {}
+        for t in done:
+            per_method[t.params.get("method")] = per_method.get(t.params.get("method"), 0) + 1
+        verdict = {True: "passes", False: "fails", None: "-"}[learns(study)]
+        lines.append(
+            f"{summary.study_name.removeprefix(PREFIX):30s} {len(done):3d} done "
+            f"({len(done) - len(complete)} failed) bar: {verdict:6s} "
+            f"train {train / 60:5.1f} min eval {evaluation / 60:5.1f} min "
+            + " ".join(f"{m}={n}" for m, n in sorted(per_method.items()))
         )
-    print(f"total: training {total_train / 3600:.2f} h, evaluation {total_eval / 3600:.2f} h")
+    lines.append(
+        f"total: training {total_train / 3600:.2f} h, evaluation {total_eval / 3600:.2f} h"
+    )
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--storage", default="sqlite:///studies/meta_dataset.db")
-    parser.add_argument("--configs", type=int, default=40, help="trials per task")
-    parser.add_argument("--tasks", nargs="*", default=list(TASKS))
+    parser.add_argument("--storage", default=STORAGE)
+    parser.add_argument("--configs", type=int, default=CONFIGS, help="trials per task")
+    parser.add_argument("--tasks", nargs="+", help="task specs (default: every built-in task)")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--report", action="store_true", help="print progress and cost only")
     parser.add_argument("--export", help="write the experience as JSON Lines to this path")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    tasks = tuple(args.tasks)
     if args.export:
         from metapeft_optuna.meta.experience import ExperienceBuffer
 
         buffer = ExperienceBuffer.from_storages([args.storage])
         buffer.export_jsonl(args.export)
-        print(
-            f"exported {len(buffer)} experiences from {len(buffer.task_names())} tasks "
-            f"to {args.export}"
-        )
+        print(f"exported {len(buffer)} experiences of {len(buffer.task_names())} tasks")
         return
     if args.report:
-        report(args.storage, tasks)
+        print(report(args.storage))
         return
+    tasks = args.tasks or task_specs()
+    for spec in tasks:
+        load_task(spec)  # a bad name fails before the model loads
     print(
         f"metapeft {metapeft_optuna.__version__}, BLAS {metapeft_optuna.BLAS.name}, "
-        f"{len(tasks)} tasks x {args.configs} configurations",
+        f"{len(tasks)} tasks x up to {args.configs} configurations",
         flush=True,
     )
     build(args.storage, tasks, args.configs, args.model)
-    report(args.storage, tasks)
+    print(report(args.storage))
 
 
 if __name__ == "__main__":
