@@ -116,3 +116,31 @@ def test_prior_lookup_checkout_then_wheel_install(tmp_path, monkeypatch):
     assert prior.prior_path() == installed
     monkeypatch.setenv("METAPEFT_PRIOR", "none")
     assert prior.prior_path() is None
+
+
+def test_a_study_name_is_not_reused_for_another_task_or_search(tune_args, tmp_path, capsys):
+    """Resuming under a name used for another task (or other method choices) is refused
+    with one line naming both, before any trial runs."""
+    named = [*tune_args, "--study-name", "exp", "--sampler", "random", "--trials", "1"]
+    assert main(named) == 0
+    other = [*named]
+    other[other.index("parity@64")] = "reverse_word@64"
+    capsys.readouterr()
+    assert main(other) == 2
+    err = capsys.readouterr().err.strip()
+    assert "'parity@64'" in err and "'reverse_word@64'" in err and "new study name" in err
+    assert len(err.splitlines()) == 1
+    study = optuna.load_study(study_name="exp", storage=f"sqlite:///{tmp_path / 'cli.db'}")
+    assert len(study.trials) == 1  # nothing was appended
+
+
+def test_trials_is_the_studys_total(tune_args, tmp_path, capsys):
+    args = [*tune_args, "--sampler", "random", "--trials", "2"]
+    assert main(args) == 0
+    assert main(args) == 0  # resumed: nothing missing
+    assert "has its 2 trials already" in capsys.readouterr().out
+    assert main([*args[:-1], "3"]) == 0  # one more
+    study = optuna.load_study(
+        study_name="parity@64-tiny-random", storage=f"sqlite:///{tmp_path / 'cli.db'}"
+    )
+    assert len(study.trials) == 3

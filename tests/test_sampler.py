@@ -6,9 +6,10 @@ from __future__ import annotations
 import multiprocessing
 import pickle
 
-from metapeft_optuna import schema
+from metapeft_optuna import ConfigError, schema
 from metapeft_optuna.meta import ExperienceBuffer, MetaPEFTSystem, SurrogateConfig
 from metapeft_optuna.samplers import MetaPEFTSampler
+from metapeft_optuna.tasks import TaskCharacteristics, load_task
 from metapeft_optuna.training import PEFTObjective, PEFTSearchSpace, TrainingBudget
 from metapeft_optuna.training.search_space import ParamSpec, default_specs
 
@@ -250,3 +251,39 @@ def test_two_workers_share_one_storage(tmp_path):
     assert len(buffer) == 6 and len({e.uid for e in buffer}) == 6
     configurations = [tuple(sorted(t.params.items())) for t in study.trials]
     assert len(set(configurations)) == 6
+
+
+def test_changed_method_choices_are_refused_by_name(objective, tiny):
+    study = _run(MetaPEFTSampler(objective=objective, use_prior=False, seed=0), objective, 1)
+    fewer = PEFTSearchSpace(methods=("lora", "dora"), specs=QUICK_SPACE.specs)
+    narrowed = PEFTObjective("parity@64", model=tiny, search_space=fewer, budget=BUDGET)
+    with pytest.raises(ConfigError, match=r"searched method over \['lora', 'dora', 'adalora'"):
+        narrowed.check_study(study)
+
+
+def test_same_seed_workers_and_restarts_never_replay(system, tiny):
+    """Samplers with the same seed on one study (two workers taking turns, then a
+    restarted one) propose no configuration twice: every trial's randomness derives
+    from (seed, trial number)."""
+    chars = TaskCharacteristics.from_task(load_task("parity@64"), tiny[1])
+    study = optuna.create_study(directions=schema.directions(schema.DEFAULT_OBJECTIVES))
+    study.set_metric_names(list(schema.DEFAULT_OBJECTIVES))
+
+    def sampler():
+        return MetaPEFTSampler(
+            task_characteristics=chars, model_info=tiny[2].to_dict(), system=system, seed=0
+        )
+
+    workers = [sampler(), sampler()]
+    for number in range(16):
+        if number == 12:
+            workers = [sampler()]  # a restart
+        study.sampler = workers[number % len(workers)]
+        trial = study.ask()
+        # The system's own space: every warm-start parameter comes from the proposal,
+        # so the workers' independent samplers see the same calls.
+        system.search_space.suggest(trial, num_layers=2)
+        rank = trial.params.get("lora_rank", 1)
+        study.tell(trial, [1 / (1 + number), 10.0 * rank, trial.params["learning_rate"]])
+    configurations = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(configurations)) == 16

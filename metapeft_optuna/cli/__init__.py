@@ -35,7 +35,12 @@ def _add_tune_options(parser: argparse.ArgumentParser, *, main: bool) -> None:
             "or val_loss for free-form answers and plain text, then peak_memory_mb,"
             "train_seconds)",
         )
-    parser.add_argument("--trials", type=int, default=12 if main else 20)
+    parser.add_argument(
+        "--trials",
+        type=int,
+        default=12 if main else 20,
+        help="the study's total of finished trials: a resumed or parallel run stops there",
+    )
     parser.add_argument(
         "--timeout",
         type=float,

@@ -119,6 +119,8 @@ def parse_objectives(text: str | None) -> tuple[str, ...] | None:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     import optuna
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
 
     from ..pruners import MetaPEFTPruner
     from ..tasks import load_task
@@ -160,9 +162,21 @@ def cmd_tune(args: argparse.Namespace) -> int:
         load_if_exists=True,
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study.optimize(
-        objective, n_trials=args.trials, timeout=args.timeout, show_progress_bar=not args.quiet
-    )
+    # --trials is the study's total, so a resumed run adds what is missing and parallel
+    # workers stop together (each may finish the trial it is running beyond it).
+    objective.check_study(study)
+    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    remaining = args.trials - len(study.get_trials(deepcopy=False, states=finished))
+    if remaining > 0:
+        study.optimize(
+            objective,
+            n_trials=remaining,
+            timeout=args.timeout,
+            show_progress_bar=not args.quiet,
+            callbacks=[MaxTrialsCallback(args.trials, states=finished)],
+        )
+    else:
+        print(f"study {study_name!r} has its {args.trials} trials already; showing it.")
     recommendation = study.user_attrs.get(schema.STUDY_RECOMMENDATION)
     if recommendation:
         print(

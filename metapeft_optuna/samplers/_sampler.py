@@ -76,8 +76,11 @@ class MetaPEFTSampler(BaseSampler):
         learn_every: Update the meta-model with this study's finished trials every N
             trials (None: only the per-proposal adaptation).
         independent_sampler: Sampler for handed-over trials and non-PEFT parameters
-            (default: multivariate TPE).
-        seed: Seed for reproducible proposals.
+            (default: multivariate TPE, re-seeded per trial from ``seed`` and the trial
+            number; a sampler given here keeps its own seeding).
+        seed: Seed for reproducible proposals. Every trial's randomness derives from
+            ``(seed, trial number)``, so parallel workers with the same seed and a
+            restarted study never replay a configuration.
 
     Raises:
         ConfigError: An argument out of range (a ``ValueError``).
@@ -130,6 +133,9 @@ class MetaPEFTSampler(BaseSampler):
         }
         self._n_candidates = n_candidates
         self._policy: SearchPolicy | None = None
+        # The default independent sampler is re-seeded per trial from (seed, trial
+        # number): workers on one storage, and a restarted run, never replay each other.
+        self._own_independent = independent_sampler is None
         self._independent = independent_sampler or _multivariate_tpe(seed)
         self._seed = seed
         self._rng = np.random.default_rng(seed)
@@ -144,6 +150,8 @@ class MetaPEFTSampler(BaseSampler):
         self._independent.reseed_rng()
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        if self._own_independent and self._seed is not None:
+            self._independent = _multivariate_tpe(_trial_seed(self._seed, trial.number))
         self._independent.before_trial(study, trial)
 
     def infer_relative_search_space(
@@ -325,6 +333,12 @@ class MetaPEFTSampler(BaseSampler):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+
+def _trial_seed(seed: int, number: int) -> int:
+    """A seed of its own for every trial number (the number is unique in a study, across
+    workers and restarts)."""
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
 
 
 def _multivariate_tpe(seed: int | None) -> TPESampler:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -119,6 +122,25 @@ class Task:
             everything = self.examples + self.validation + self.test
             labels = tuple(sorted({e.completion for e in everything}))
             object.__setattr__(self, "labels", labels)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """16 hex digits of SHA-256 over the task's data: its type, examples and given
+        validation and test sets (not its name or file location), so that a study can
+        tell whether it is resumed on the same data.
+
+        Example:
+            >>> a = Task("a", (Example("1+1=", " 2"),) * 10, "generation")
+            >>> b = Task("b", (Example("1+1=", " 2"),) * 10, "generation")
+            >>> a.fingerprint == b.fingerprint, len(a.fingerprint)
+            (True, 16)
+        """
+        parts = [
+            [(e.prompt, e.completion, e.messages) for e in part]
+            for part in (self.examples, self.validation, self.test)
+        ]
+        data = json.dumps([self.task_type, *parts], ensure_ascii=False)
+        return hashlib.sha256(data.encode()).hexdigest()[:16]
 
     @property
     def quality_objective(self) -> str:

@@ -60,7 +60,9 @@ class PEFTObjective:
 
     Raises:
         ConfigError: An unknown or repeated objective name; or, at the first trial, a
-            study whose metric names or directions are not these objectives'.
+            study whose metric names or directions are not these objectives', or that
+            holds another task's data, another model, or other choices of a
+            categorical parameter (:meth:`check_study`).
 
     Example:
         >>> import optuna
@@ -94,6 +96,7 @@ class PEFTObjective:
         self.adapters_dir = Path(adapters_dir) if adapters_dir is not None else None
         self._prepared: PreparedTask | None = None
         self._characteristics: TaskCharacteristics | None = None
+        self._checked: set[int] = set()  # studies whose identity was checked
 
     @property
     def directions(self) -> list[str]:
@@ -142,6 +145,7 @@ class PEFTObjective:
         return {
             schema.STUDY_TASK: {
                 "name": self.task.name,
+                "fingerprint": self.task.fingerprint,
                 "quality": self.task.quality_objective,
                 "characteristics": self.characteristics.to_dict(),
             },
@@ -149,7 +153,60 @@ class PEFTObjective:
             schema.STUDY_SPACE: {"methods": list(self.search_space.methods)},
         }
 
+    def check_study(self, study: optuna.Study) -> None:
+        """Refuse to resume ``study`` with another task's data, another model, or other
+        choices of a categorical parameter (Optuna cannot change those within a study).
+
+        Raises:
+            ConfigError: Naming what the study holds, what this objective has, and the
+                fix (a new study name, or the study's own settings).
+        """
+        attrs, name = study.user_attrs, study.study_name
+        fix = f"use a new study name (for example {name + '-' + self.task.name!r})"
+        task = attrs.get(schema.STUDY_TASK)
+        if task is not None:
+            theirs = task.get("fingerprint")  # studies from before fingerprints: the name
+            same = theirs == self.task.fingerprint if theirs else task["name"] == self.task.name
+            if not same:
+                raise ConfigError(
+                    f"study {name!r} holds trials of task {task['name']!r} (data "
+                    f"{theirs or 'unrecorded'}), not {self.task.name!r} (data "
+                    f"{self.task.fingerprint}); resuming would mix two tasks' trials: {fix}."
+                )
+        # The model by what it is (a spec or a path to the same weights may differ).
+        model, ours = attrs.get(schema.STUDY_MODEL), self.loaded.info.to_dict()
+        if model is not None:
+            changed = [
+                f"{k} {model[k]} -> {ours[k]}"
+                for k in ours
+                if k != "name" and k in model and model[k] != ours[k]
+            ]
+            if changed:
+                raise ConfigError(
+                    f"study {name!r} fine-tuned model {model.get('name')!r}, not "
+                    f"{ours['name']!r} ({', '.join(changed)}); {fix}."
+                )
+        seen: dict[str, Any] = {}
+        for trial in study.get_trials(deepcopy=False):
+            seen.update(trial.distributions)
+        for param, distribution in self.search_space.distributions().items():
+            before = seen.get(param)
+            if (
+                isinstance(before, optuna.distributions.CategoricalDistribution)
+                and isinstance(distribution, optuna.distributions.CategoricalDistribution)
+                and tuple(before.choices) != tuple(distribution.choices)
+            ):
+                raise ConfigError(
+                    f"study {name!r} searched {param} over {list(before.choices)}, this "
+                    f"objective over {list(distribution.choices)}; Optuna cannot change a "
+                    f"categorical parameter's choices within a study: search the same "
+                    f"choices, or {fix}."
+                )
+
     def _mark_study(self, study: optuna.Study) -> None:
+        if study._study_id not in self._checked:
+            self.check_study(study)
+            self._checked.add(study._study_id)
         names = study.metric_names
         # A study without names (new, or from before objectives had names) must have
         # these objectives' directions; a named one, these objectives.
