@@ -429,3 +429,20 @@ def test_fitted_selector_is_calibrated_and_saved(fitted, experiences, tmp_path):
     fitted.save(tmp_path / "model")
     loaded = MetaPEFTSystem.load(tmp_path / "model")
     assert loaded.selector_calibration_ == fitted.selector_calibration_
+
+
+def test_a_model_the_experience_never_saw_gets_no_memory_or_time_prediction(fitted, experiences):
+    """The synthetic experience is the tiny model's (90,624 parameters): for a 135M-model
+    the costs it learned do not carry over, and the recommendation says so."""
+    chars, tiny = experiences[0].task_characteristics, experiences[0].model_info
+    big = {**tiny, "name": "smollm2-135m", "num_parameters": 134_515_008}
+    assert fitted.knows_model(tiny) and not fitted.knows_model(big)
+    seen = fitted.recommend(chars, tiny)
+    unseen = fitted.recommend(chars, big)
+    assert {"peak_memory_mb", "train_seconds"} <= set(seen.expected_performance)
+    assert "accuracy" in unseen.expected_performance
+    assert not {"peak_memory_mb", "train_seconds"} & set(unseen.expected_performance)
+    assert "memory and time not predicted" in unseen.reasoning
+    _, portfolio = fitted.portfolio(chars, big, Observations(), 3, rng=np.random.default_rng(0))
+    assert all("peak_memory_mb" not in p.prediction() for p in portfolio)
+    assert all("memory and time not predicted" in p.reason for p in portfolio[1:])

@@ -44,6 +44,17 @@ class Proposal:
         (:func:`~metapeft_optuna.meta.features.prediction_dict`)."""
         return prediction_dict(self.mean, self.std)
 
+    def without(self, names: Sequence[str], why: str) -> Proposal:
+        """A copy whose predictions of the metrics ``names`` are unknown (NaN), the
+        reason restated with what is still predicted and ``why``."""
+        mean, std = self.mean.copy(), self.std.copy()
+        for name in names:
+            mean[schema.METRICS.index(name)] = std[schema.METRICS.index(name)] = np.nan
+        reason = self.reason.split("; predicted ")[0]
+        if np.isfinite(mean).any():
+            reason += "; predicted " + describe_prediction(prediction_dict(mean, std))
+        return Proposal(self.params, mean, std, self.acquisition, f"{reason}; {why}")
+
 
 @dataclass(frozen=True)
 class Observations:

@@ -17,6 +17,11 @@ from .hpo import Observations, Proposal
 if TYPE_CHECKING:
     from .system import MetaPEFTSystem
 
+UNSEEN_MODEL = (
+    "memory and time not predicted: no experience with a model of this size (the cost "
+    "ranking of candidates is relative only)"
+)
+
 
 @dataclass
 class MethodRecommendation:
@@ -65,6 +70,7 @@ def explain(
     quality: str = "accuracy",
     knee_of: Sequence[str] = (),
     likeliest: str | None = None,
+    unseen_model: bool = False,
 ) -> str:
     """Why a method was recommended: similar past tasks, the two models' votes, how the
     configuration was chosen (``knee_of``: the objectives of the predicted Pareto front
@@ -90,7 +96,8 @@ def explain(
         )
     lines.append(
         f"Predicted for the recommended configuration: {describe_prediction(prediction)} "
-        f"(from {experiences} experiences on {tasks} tasks)."
+        f"(from {experiences} experiences on {tasks} tasks)"
+        + (f"; {UNSEEN_MODEL}." if unseen_model else ".")
     )
     return " ".join(lines)
 
@@ -172,6 +179,7 @@ def recommend(
             rng=rng,
             seeds=system.seed_configurations(context),
         )[0]
+    proposal = system.honest(proposal, model_info)
     pick = proposal.params["method"]
     _, hp = system.search_space.to_hyperparameters(proposal.params, layers)
     similar = system.similar_tasks(context)
@@ -192,6 +200,7 @@ def recommend(
             quality,
             knee_of=objectives if len(objectives) > 1 else (),
             likeliest=likeliest,
+            unseen_model=not system.knows_model(model_info),
         ),
         proposal.params,
         dict(zip(system.methods, combined.round(4).tolist())),

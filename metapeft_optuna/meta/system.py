@@ -24,7 +24,7 @@ from .features import Standardizer, context_vector, target_vector
 from .hpo import MetaHyperparameterOptimizer, Observations, Proposal
 from .networks import MethodSelectionNetwork, TaskEmbeddingNetwork
 from .persistence import load_system, save_system
-from .recommendation import MethodRecommendation, recommend
+from .recommendation import UNSEEN_MODEL, MethodRecommendation, recommend
 from .selection import (
     SelectorCalibration,
     calibrate_method_selector,
@@ -251,6 +251,26 @@ class MetaPEFTSystem:
         recommendation = self.recommend(task_characteristics, model_info)
         return recommendation.method, recommendation.hyperparameters
 
+    def knows_model(self, model_info: dict[str, Any] | None) -> bool:
+        """Whether the experience holds a model like ``model_info``'s (parameters within
+        a factor of 2, the same quantization), so that predicted memory and time carry
+        over to it. Without ``model_info``: assumed to be so."""
+        if not model_info or not model_info.get("num_parameters"):
+            return True
+        size, bits = model_info["num_parameters"], model_info.get("quantization_bits")
+        return any(
+            0.5 <= size / known <= 2 and e.model_info.get("quantization_bits") == bits
+            for e in self.experience_buffer
+            if (known := e.model_info.get("num_parameters"))
+        )
+
+    def honest(self, proposal: Proposal, model_info: dict[str, Any] | None) -> Proposal:
+        """``proposal`` with memory and time marked unknown for a model the experience
+        has not seen (its ranking by cost stays relative)."""
+        if self.knows_model(model_info) or not np.isfinite(proposal.mean).any():
+            return proposal
+        return proposal.without(schema.COST_OBJECTIVES, UNSEEN_MODEL)
+
     # --- proposals for a study ---------------------------------------------------------------
     def portfolio(
         self,
@@ -293,7 +313,7 @@ class MetaPEFTSystem:
         )
         for proposal in rest:
             proposal.reason = "warm-start portfolio: " + proposal.reason
-        return recommendation, first + rest
+        return recommendation, [self.honest(p, model_info) for p in first + rest]
 
     def propose(
         self,
@@ -330,9 +350,10 @@ class MetaPEFTSystem:
                 else np.zeros((0, len(schema.METRICS))),
             )
         seeds = self.seed_configurations(context) if context is not None else []
-        return self.hyperparameter_optimizer.propose(
+        proposal = self.hyperparameter_optimizer.propose(
             surrogate, context, observations, rng=rng, seeds=seeds
         )[0]
+        return self.honest(proposal, model_info)
 
     # --- persistence ------------------------------------------------------------------------
     def save(self, path: str | Path, include_experience: bool = True) -> Path:
