@@ -1,8 +1,12 @@
-"""Time per suggestion of MetaPEFTSampler and TPE at 100 and 500 finished trials.
+"""Time per suggestion of MetaPEFTSampler and TPE at 100 and 500 finished trials, and
+the time to learn from a storage's experience.
 
 Both samplers see the same study history (PEFT configurations from the search space with
 objective values from a fixed synthetic function) and then suggest ``--suggestions``
-full configurations each, in the same run. Run:
+full configurations each, in the same run. Then a meta-model fitted on one task of
+``--experience`` learns the other tasks' experiences incrementally
+(``MetaPEFTSystem.update``, what a sampler does with the other studies of its storage),
+against a full refit on everything in the same run. Run:
 
     python benchmarks/sampler_speed.py [--sizes 100 500] [--suggestions 10]
 """
@@ -16,6 +20,7 @@ import time
 
 import metapeft_optuna  # noqa: F401
 from metapeft_optuna import schema
+from metapeft_optuna.meta import ExperienceBuffer, MetaPEFTSystem
 from metapeft_optuna.meta.prior import load_prior
 from metapeft_optuna.models import load_model
 from metapeft_optuna.samplers import MetaPEFTSampler
@@ -63,10 +68,26 @@ def time_suggestions(study: optuna.Study, sampler, space: PEFTSearchSpace, k: in
     return statistics.median(times)
 
 
+def time_update(path: str) -> tuple[int, float, float]:
+    """``(new experiences, seconds to learn them incrementally, seconds to refit all)``."""
+    buffer = ExperienceBuffer.from_storages([path])
+    groups = buffer.by_task()
+    first = sorted(groups)[0]
+    system = MetaPEFTSystem().fit(ExperienceBuffer(groups[first]))
+    new = [e for key, group in groups.items() if key != first for e in group]
+    start = time.perf_counter()
+    system.update(new)
+    update = time.perf_counter() - start
+    start = time.perf_counter()
+    MetaPEFTSystem().fit(buffer)
+    return len(new), update, time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 500])
     parser.add_argument("--suggestions", type=int, default=10)
+    parser.add_argument("--experience", default="studies/meta_dataset.jsonl")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = PEFTSearchSpace()
@@ -93,6 +114,10 @@ def main() -> None:
             args.suggestions,
         )
         print(f"| {n} | {meta:.3f} | {tpe:.3f} | {meta / tpe:.1f}x |", flush=True)
+    n, update, refit = time_update(args.experience)
+    print("\n| new experiences | incremental update (s) | full refit (s) | ratio |")
+    print("|---:|---:|---:|---:|")
+    print(f"| {n} | {update:.2f} | {refit:.2f} | {update / refit:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from metapeft_optuna.meta.acquisition import (
 from metapeft_optuna.meta.features import Standardizer, context_vector, experience_arrays
 from metapeft_optuna.meta.hpo import Observations
 from metapeft_optuna.meta.loto import leave_one_task_out
+from metapeft_optuna.meta.recommendation import knows_model
 from metapeft_optuna.meta.selection import calibrate_method_selector
 from metapeft_optuna.peft import PEFTMethod
 from metapeft_optuna.training.objective import PEFTObjective
@@ -436,7 +437,8 @@ def test_a_model_the_experience_never_saw_gets_no_memory_or_time_prediction(fitt
     the costs it learned do not carry over, and the recommendation says so."""
     chars, tiny = experiences[0].task_characteristics, experiences[0].model_info
     big = {**tiny, "name": "smollm2-135m", "num_parameters": 134_515_008}
-    assert fitted.knows_model(tiny) and not fitted.knows_model(big)
+    buffer = fitted.experience_buffer
+    assert knows_model(buffer, tiny) and not knows_model(buffer, big)
     seen = fitted.recommend(chars, tiny)
     unseen = fitted.recommend(chars, big)
     assert {"peak_memory_mb", "train_seconds"} <= set(seen.expected_performance)

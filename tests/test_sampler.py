@@ -287,3 +287,31 @@ def test_same_seed_workers_and_restarts_never_replay(system, tiny):
         study.tell(trial, [1 / (1 + number), 10.0 * rank, trial.params["learning_rate"]])
     configurations = [tuple(sorted(t.params.items())) for t in study.trials]
     assert len(set(configurations)) == 16
+
+
+def test_the_storage_is_the_experience(objective, tmp_path):
+    """Without a prior, a second study in a storage starts warm from the first one's
+    trials (the storage is the experience), and cold when told not to learn from it."""
+    url = f"sqlite:///{tmp_path / 'two.db'}"
+    first = optuna.create_study(
+        study_name="first",
+        storage=url,
+        directions=objective.directions,
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
+    first.optimize(objective, n_trials=4)
+    phases = {}
+    for learn in (True, False):
+        sampler = MetaPEFTSampler(
+            objective=objective, use_prior=False, learn_from_storage=learn, seed=0
+        )
+        study = optuna.create_study(
+            study_name=f"second-{learn}",
+            storage=url,
+            directions=objective.directions,
+            sampler=sampler,
+        )
+        study.optimize(objective, n_trials=1)
+        phases[learn] = study.trials[0].user_attrs[schema.TRIAL_PREDICTION]["phase"]
+        assert len(sampler._search_policy(study).system.experience_buffer) == (4 if learn else 0)
+    assert phases == {True: "warm start", False: "cold start"}

@@ -49,6 +49,12 @@ def _add_tune_options(parser: argparse.ArgumentParser, *, main: bool) -> None:
     )
     parser.add_argument("--storage", default=MAIN_STORAGE)
     parser.add_argument("--study-name")
+    parser.add_argument(
+        "--experience",
+        nargs="+",
+        help="more storages or .jsonl exports to learn from (the study's own storage is "
+        "always read)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--eval-examples",

@@ -14,13 +14,17 @@ MAIN_TASK = "language_id@256"  # zero-shot 0.300 ± 0.023: fine-tuning visibly m
 MAIN_STORAGE = "sqlite:///studies/main.db"
 
 
-def make_sampler(name: str, objective, seed: int | None, use_prior: bool):
+def make_sampler(
+    name: str, objective, seed: int | None, use_prior: bool, experience: Sequence[str] = ()
+):
     import optuna
 
     from ..samplers import MetaPEFTSampler
 
     samplers = {
-        "meta": lambda: MetaPEFTSampler(objective=objective, seed=seed, use_prior=use_prior),
+        "meta": lambda: MetaPEFTSampler(
+            objective=objective, seed=seed, use_prior=use_prior, experience=experience
+        ),
         "tpe": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True),
         "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
         "random": lambda: optuna.samplers.RandomSampler(seed=seed),
@@ -146,7 +150,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         f"examples, ~{chars.sequence_length} tokens each; objectives: "
         + ", ".join(f"{o} ({schema.OBJECTIVE_SPECS[o].direction})" for o in objective.objectives)
     )
-    sampler = make_sampler(args.sampler, objective, args.seed, not args.no_prior)
+    sampler = make_sampler(
+        args.sampler, objective, args.seed, not args.no_prior, args.experience or ()
+    )
     pruner = (
         MetaPEFTPruner(use_prior=not args.no_prior)
         if args.pruner == "meta"

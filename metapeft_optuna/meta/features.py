@@ -89,7 +89,7 @@ def prediction_dict(mean: np.ndarray, std: np.ndarray) -> dict[str, float]:
         if not math.isfinite(m):
             continue
         if schema.OBJECTIVE_SPECS[name].log_scale:
-            out[name], out[f"{name}_log_std"] = round(float(np.exp(m)), 6), float(s)
+            out[name], out[f"{name}_log_std"] = round(math.exp(min(m, 700.0)), 6), float(s)
         else:
             out[name], out[f"{name}_std"] = float(m), float(s)
     return out

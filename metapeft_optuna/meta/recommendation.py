@@ -11,6 +11,7 @@ import numpy as np
 from .. import schema
 from ..peft import PEFTMethod
 from ..tasks import TaskCharacteristics
+from .experience import ExperienceBuffer
 from .features import context_vector, describe_prediction
 from .hpo import Observations, Proposal
 
@@ -179,7 +180,7 @@ def recommend(
             rng=rng,
             seeds=system.seed_configurations(context),
         )[0]
-    proposal = system.honest(proposal, model_info)
+    proposal = honest(system.experience_buffer, proposal, model_info)
     pick = proposal.params["method"]
     _, hp = system.search_space.to_hyperparameters(proposal.params, layers)
     similar = system.similar_tasks(context)
@@ -200,7 +201,7 @@ def recommend(
             quality,
             knee_of=objectives if len(objectives) > 1 else (),
             likeliest=likeliest,
-            unseen_model=not system.knows_model(model_info),
+            unseen_model=not knows_model(system.experience_buffer, model_info),
         ),
         proposal.params,
         dict(zip(system.methods, combined.round(4).tolist())),
@@ -220,3 +221,27 @@ def best_per_method(
             system.surrogate, context, observations, rng=rng, seeds=seeds
         )[0]
     return out
+
+
+def knows_model(buffer: ExperienceBuffer, model_info: dict[str, Any] | None) -> bool:
+    """Whether ``buffer`` holds a model like ``model_info``'s (parameters within a factor
+    of 2, the same quantization), so that predicted memory and time carry over to it.
+    Without ``model_info``: assumed to be so."""
+    if not model_info or not model_info.get("num_parameters"):
+        return True
+    size, bits = model_info["num_parameters"], model_info.get("quantization_bits")
+    return any(
+        0.5 <= size / known <= 2 and e.model_info.get("quantization_bits") == bits
+        for e in buffer
+        if (known := e.model_info.get("num_parameters"))
+    )
+
+
+def honest(
+    buffer: ExperienceBuffer, proposal: Proposal, model_info: dict[str, Any] | None
+) -> Proposal:
+    """``proposal`` with memory and time marked unknown for a model ``buffer`` has not
+    seen (the candidates' ranking by cost stays relative)."""
+    if knows_model(buffer, model_info) or not np.isfinite(proposal.mean).any():
+        return proposal
+    return proposal.without(schema.COST_OBJECTIVES, UNSEEN_MODEL)

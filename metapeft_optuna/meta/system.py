@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from .features import Standardizer, context_vector, target_vector
 from .hpo import MetaHyperparameterOptimizer, Observations, Proposal
 from .networks import MethodSelectionNetwork, TaskEmbeddingNetwork
 from .persistence import load_system, save_system
-from .recommendation import UNSEEN_MODEL, MethodRecommendation, recommend
+from .recommendation import MethodRecommendation, honest, recommend
 from .selection import (
     SelectorCalibration,
     calibrate_method_selector,
@@ -119,6 +119,27 @@ class MetaPEFTSystem:
             scaled, labels, self.embedding_dim, self.seed
         )
         return self
+
+    def update(self, experiences: Iterable[PEFTExperience]) -> int:
+        """Learn from more experience incrementally (a study's storage, another user's
+        export): the surrogate takes a few steps on the new experiences mixed with
+        replayed old ones, and the source-task summaries (nearest tasks, seed
+        configurations) are refreshed; the method selector keeps its training until the
+        next :meth:`fit`. A system that is not fitted yet is fitted.
+
+        Returns:
+            How many experiences were new (duplicates by ``uid`` are skipped).
+        """
+        new = [e for e in experiences if self.experience_buffer.add(e)]
+        if not new:
+            return 0
+        if not self.is_fitted:
+            self.fit()
+            return len(new)
+        self.surrogate.partial_fit(new, self.experience_buffer)
+        groups = self.experience_buffer.by_task()
+        self.task_summaries_ = [task_summary(k, g) for k, g in sorted(groups.items())]
+        return len(new)
 
     def learn_from_experience(
         self,
@@ -251,26 +272,6 @@ class MetaPEFTSystem:
         recommendation = self.recommend(task_characteristics, model_info)
         return recommendation.method, recommendation.hyperparameters
 
-    def knows_model(self, model_info: dict[str, Any] | None) -> bool:
-        """Whether the experience holds a model like ``model_info``'s (parameters within
-        a factor of 2, the same quantization), so that predicted memory and time carry
-        over to it. Without ``model_info``: assumed to be so."""
-        if not model_info or not model_info.get("num_parameters"):
-            return True
-        size, bits = model_info["num_parameters"], model_info.get("quantization_bits")
-        return any(
-            0.5 <= size / known <= 2 and e.model_info.get("quantization_bits") == bits
-            for e in self.experience_buffer
-            if (known := e.model_info.get("num_parameters"))
-        )
-
-    def honest(self, proposal: Proposal, model_info: dict[str, Any] | None) -> Proposal:
-        """``proposal`` with memory and time marked unknown for a model the experience
-        has not seen (its ranking by cost stays relative)."""
-        if self.knows_model(model_info) or not np.isfinite(proposal.mean).any():
-            return proposal
-        return proposal.without(schema.COST_OBJECTIVES, UNSEEN_MODEL)
-
     # --- proposals for a study ---------------------------------------------------------------
     def portfolio(
         self,
@@ -313,7 +314,7 @@ class MetaPEFTSystem:
         )
         for proposal in rest:
             proposal.reason = "warm-start portfolio: " + proposal.reason
-        return recommendation, [self.honest(p, model_info) for p in first + rest]
+        return recommendation, [honest(self.experience_buffer, p, model_info) for p in first + rest]
 
     def propose(
         self,
@@ -353,7 +354,7 @@ class MetaPEFTSystem:
         proposal = self.hyperparameter_optimizer.propose(
             surrogate, context, observations, rng=rng, seeds=seeds
         )[0]
-        return self.honest(proposal, model_info)
+        return honest(self.experience_buffer, proposal, model_info)
 
     # --- persistence ------------------------------------------------------------------------
     def save(self, path: str | Path, include_experience: bool = True) -> Path:

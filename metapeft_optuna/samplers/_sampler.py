@@ -66,8 +66,9 @@ class MetaPEFTSampler(BaseSampler):
             ``metapeft prior``), or a cold start when ``use_prior`` is False.
         use_prior: Load the shipped prior when no ``system`` is given.
         experience: More storages or JSON Lines exports to learn from (the current
-            study is skipped); the meta-model is refitted on prior plus these.
-        n_warm_start: Trials taken from the warm-start portfolio (>= 1).
+            study is skipped); the meta-model is updated with them incrementally
+            (:meth:`MetaPEFTSystem.update`), or fitted on them without a prior.
+        n_warm_start: Trials taken from the warm-start portfolio (0: none).
         explore_every: After the warm start, every N-th trial is proposed by
             ``independent_sampler`` instead of the meta-model (1: all of them; None:
             none).
@@ -75,6 +76,8 @@ class MetaPEFTSampler(BaseSampler):
             optimizer).
         learn_every: Update the meta-model with this study's finished trials every N
             trials (None: only the per-proposal adaptation).
+        learn_from_storage: Learn from every other PEFT study in the study's own
+            storage (the storage is the experience), when the first trial starts.
         independent_sampler: Sampler for handed-over trials and non-PEFT parameters
             (default: multivariate TPE, re-seeded per trial from ``seed`` and the trial
             number; a sampler given here keeps its own seeding).
@@ -111,10 +114,11 @@ class MetaPEFTSampler(BaseSampler):
         explore_every: int | None = 1,
         n_candidates: int = 512,
         learn_every: int | None = None,
+        learn_from_storage: bool = True,
         independent_sampler: BaseSampler | None = None,
         seed: int | None = None,
     ):
-        check_int("MetaPEFTSampler", "n_warm_start", n_warm_start)
+        check_int("MetaPEFTSampler", "n_warm_start", n_warm_start, 0)
         check_int("MetaPEFTSampler", "explore_every", explore_every, optional=True)
         check_int("MetaPEFTSampler", "n_candidates", n_candidates)
         check_int("MetaPEFTSampler", "learn_every", learn_every, optional=True)
@@ -125,6 +129,7 @@ class MetaPEFTSampler(BaseSampler):
         self._system = system
         self._use_prior = use_prior
         self._experience = tuple(experience)
+        self._learn_from_storage = learn_from_storage
         self._settings = {
             "n_warm_start": n_warm_start,
             "explore_every": explore_every,
@@ -221,12 +226,11 @@ class MetaPEFTSampler(BaseSampler):
             if system is None and self._use_prior:
                 system = load_prior(self._space)
             system = system or MetaPEFTSystem(self._space)
-            if self._experience:
-                extra = ExperienceBuffer.from_storages(
-                    self._experience, exclude_studies=[study.study_name]
-                )
-                system.experience_buffer.extend(extra)
-                system.fit()
+            # The study's own storage is experience too: every other PEFT study in it.
+            sources = [*self._experience, *([study._storage] if self._learn_from_storage else [])]
+            if sources:
+                extra = ExperienceBuffer.from_storages(sources, exclude_studies=[study.study_name])
+                system.update(extra)
             system.hyperparameter_optimizer.n_candidates = self._n_candidates
             self._policy = SearchPolicy(
                 system, handed_to=type(self._independent).__name__, **self._settings
