@@ -144,3 +144,20 @@ def test_trials_is_the_studys_total(tune_args, tmp_path, capsys):
         study_name="parity@64-tiny-random", storage=f"sqlite:///{tmp_path / 'cli.db'}"
     )
     assert len(study.trials) == 3
+
+
+def test_journal_file_storage_and_storage_errors(tune_args, tmp_path, capsys):
+    """A journal file is a storage like a database (tune, resume, export), and a storage
+    that is neither fails in one line before the model loads."""
+    journal = tmp_path / "runs" / "study.log"
+    args = [*tune_args, "--sampler", "random", "--trials", "2"]
+    args[args.index(f"sqlite:///{tmp_path / 'cli.db'}")] = str(journal)
+    assert main(args) == 0 and journal.stat().st_size > 0
+    out = tmp_path / "experience.jsonl"
+    assert main(["experience", "export", "--storage", str(journal), "--out", str(out)]) == 0
+    assert len(ExperienceBuffer.from_storages([str(out)])) == 2
+    capsys.readouterr()
+    args[args.index(str(journal))] = str(tmp_path / "plain.db")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "not an Optuna storage" in err and "sqlite:///" in err and len(err.splitlines()) == 1

@@ -47,7 +47,11 @@ def _add_tune_options(parser: argparse.ArgumentParser, *, main: bool) -> None:
         default=330 if main else None,
         help="stop starting new trials after this many seconds",
     )
-    parser.add_argument("--storage", default=MAIN_STORAGE)
+    parser.add_argument(
+        "--storage",
+        default=MAIN_STORAGE,
+        help="sqlite:///PATH, postgresql://..., or a journal file (PATH.log)",
+    )
     parser.add_argument("--study-name")
     parser.add_argument(
         "--experience",

@@ -126,12 +126,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
+    from ..meta.storages import open_storage
     from ..pruners import MetaPEFTPruner
     from ..tasks import load_task
     from ..training import PEFTObjective, TrainingBudget
 
-    if args.storage.startswith("sqlite:///"):
-        Path(args.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    storage = open_storage(args.storage)  # a bad storage fails before the model loads
     task = load_task(args.task)
     budget = TrainingBudget(
         eval_examples=args.eval_examples, memory_limit_mb=args.memory_limit_mb, seed=args.seed or 0
@@ -161,7 +161,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     study_name = args.study_name or f"{task.name}-{objective.model_name}-{args.sampler}"
     study = optuna.create_study(
         study_name=study_name,
-        storage=args.storage,
+        storage=storage,
         directions=objective.directions,
         sampler=sampler,
         pruner=pruner,

@@ -8,6 +8,7 @@ import json
 import math
 import warnings
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -19,6 +20,43 @@ from ..peft import PEFTMethod
 from ..tasks import TaskCharacteristics
 from .peft_experience import PEFTExperience
 
+RDB_SCHEMES = ("sqlite", "postgresql", "mysql", "oracle", "mssql")
+JOURNAL_SUFFIXES = (".log", ".journal")
+
+
+def open_storage(spec: str | Path | optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
+    """The Optuna storage a user names: an RDB URL (``sqlite:///studies/x.db``,
+    ``postgresql://...``), a journal file (a path ending in ``.log`` or ``.journal``; one
+    file that several processes may share), or a storage object (returned as is).
+
+    Raises:
+        ConfigError: Anything else (a plain path, an unknown scheme), saying how to
+            write each kind.
+
+    Example:
+        >>> open_storage("results.db")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        metapeft_optuna.errors.ConfigError: storage 'results.db': ... sqlite:///results.db ...
+    """
+    if isinstance(spec, optuna.storages.BaseStorage):
+        return spec
+    text = str(spec)
+    if text.endswith(JOURNAL_SUFFIXES) and "://" not in text:
+        path = Path(text)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        backend = optuna.storages.journal.JournalFileBackend(str(path))
+        return optuna.storages.JournalStorage(backend)
+    scheme = text.split("://", 1)[0].split("+", 1)[0] if "://" in text else None
+    if scheme not in RDB_SCHEMES:
+        raise ConfigError(
+            f"storage {text!r}: not an Optuna storage; write sqlite:///{text.split('://')[-1]} "
+            "(SQLite), postgresql://user@host/db, or a journal file path ending in .log."
+        )
+    if scheme == "sqlite":
+        Path(text.split(":///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.get_storage(text)
+
 
 def storage_experiences(
     storage: str | optuna.storages.BaseStorage, exclude_studies: Sequence[str] = ()
@@ -27,7 +65,7 @@ def storage_experiences(
     studies whose user attributes carry the task (``schema.STUDY_TASK``), except
     ``exclude_studies``. A study whose objectives are not a PEFT study's is skipped
     with a warning."""
-    storage = optuna.storages.get_storage(storage)
+    storage = open_storage(storage)
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         attrs = summary.user_attrs
         if summary.study_name in exclude_studies or schema.STUDY_TASK not in attrs:
