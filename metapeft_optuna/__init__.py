@@ -56,6 +56,7 @@ _EXPORTS = {
     "TaskEmbeddingNetwork": "meta",
     "MethodSelectionNetwork": "meta",
     "MetaHyperparameterOptimizer": "meta",
+    "SearchPolicy": "meta",
     "PEFTSurrogate": "meta",
     "ReptileLearner": "meta",
     # Optuna plugin
