@@ -202,6 +202,9 @@ def build(storage: str, tasks: list[str], configs: int, model_spec: str) -> None
             directions=objectives[spec].directions,
         )
         mark_interrupted(studies[spec])
+        # A task whose data changed since its trials ran would mix two tasks: stop here
+        # (the message names the study to delete or rename) rather than fail every trial.
+        objectives[spec].check_study(studies[spec])
     Path(IDLE).unlink(missing_ok=True)  # left by a build killed while held
     started, ran = time.time(), 0
     while (spec := next_task(studies, configs)) is not None:
