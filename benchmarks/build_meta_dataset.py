@@ -146,15 +146,18 @@ def best_metric(
     return min(scored, key=lambda r: sign * r[0]) if scored else (None, None, None)
 
 
-def learns(study: optuna.Study, trials: int = BAR) -> bool | None:
+def learns(
+    study: optuna.Study, trials: int = BAR, done: list[optuna.trial.FrozenTrial] | None = None
+) -> bool | None:
     """The learnability bar on the study's first ``trials`` counted trials: the best beats
     the zero-shot accuracy by ``ACCURACY_GAIN`` or, where val_loss is the quality
     objective (free-form answers), lowers the zero-shot val_loss by ``LOSS_DROP``. None
-    while the baseline or every result is missing. On label tasks the loss alone says
+    while the baseline or every result is missing. ``done``: ``counted(study)``, when
+    read already. On label tasks the loss alone says
     little: learning the answer format drops it far while accuracy stays at chance."""
     quality = schema.quality_objective(schema.study_objectives(study))
     zero = (study.user_attrs.get(schema.STUDY_BASELINE) or {}).get(quality)
-    best = best_metric(counted(study)[:trials], quality)[0]
+    best = best_metric((counted(study) if done is None else done)[:trials], quality)[0]
     if zero is None or best is None:
         return None
     if quality == "accuracy":
@@ -174,8 +177,8 @@ def next_task(studies: dict[str, optuna.Study], configs: int) -> str | None:
     """The task to run next (see the module docstring), None when the build is done."""
     bar, rest = [], []
     for spec, study in studies.items():
-        done = len(counted(study))
-        verdict = learns(study)
+        trials = counted(study)
+        done, verdict = len(trials), learns(study, done=trials)
         if done < BAR:
             bar.append((verdict is True, done, spec))
         elif verdict is True and done < configs:
@@ -250,7 +253,7 @@ def report(storage: str) -> str:
         per_method = {}
         for t in done:
             per_method[t.params.get("method")] = per_method.get(t.params.get("method"), 0) + 1
-        verdict = {True: "passes", False: "fails", None: "-"}[learns(study)]
+        verdict = {True: "passes", False: "fails", None: "-"}[learns(study, done=done)]
         lines.append(
             f"{summary.study_name.removeprefix(PREFIX):30s} {len(done):3d} done "
             f"({len(done) - len(complete)} failed) bar: {verdict:6s} "

@@ -58,13 +58,14 @@ def task_row(study: optuna.Study) -> dict:
     """Zero-shot and best accuracy and val_loss (value, standard error, method) over the
     study's first ``BAR`` counted trials, and the bar's verdict."""
     baseline = study.user_attrs.get(schema.STUDY_BASELINE) or {}
-    trials = counted(study)[:BAR]
+    done = counted(study)
+    trials = done[:BAR]
     row = {
         "task": study.study_name.removeprefix(PREFIX),
         "quality": schema.quality_objective(schema.study_objectives(study)),
         "trials": sum(t.state == TrialState.COMPLETE for t in trials),
         "failed": sum(t.state == TrialState.FAIL for t in trials),
-        "passes": learns(study),
+        "passes": learns(study, done=done),
     }
     for metric in schema.QUALITY_METRICS:
         zero = (baseline.get(metric), baseline.get(f"{metric}_se"))

@@ -161,6 +161,7 @@ class PEFTObjective:
             ConfigError: Naming what the study holds, what this objective has, and the
                 fix (a new study name, or the study's own settings).
         """
+        self._checked.add(study._study_id)
         attrs, name = study.user_attrs, study.study_name
         fix = f"use a new study name (for example {name + '-' + self.task.name!r})"
         task = attrs.get(schema.STUDY_TASK)
@@ -206,7 +207,6 @@ class PEFTObjective:
     def _mark_study(self, study: optuna.Study) -> None:
         if study._study_id not in self._checked:
             self.check_study(study)
-            self._checked.add(study._study_id)
         names = study.metric_names
         # A study without names (new, or from before objectives had names) must have
         # these objectives' directions; a named one, these objectives.
