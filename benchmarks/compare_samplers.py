@@ -144,6 +144,23 @@ class TaskOracle:
         return self.predict([params])[0]
 
 
+def task_problem(
+    experiences: list[PEFTExperience], space: PEFTSearchSpace, pool: list[dict[str, Any]]
+) -> tuple[TaskOracle, TaskScale, float, np.ndarray]:
+    """One task as a benchmark problem: its oracle, its normalisation, the hypervolume of
+    its best known front (over its recorded trials and the oracle on ``pool``), and the
+    oracle's targets on ``pool`` and the recorded configurations."""
+    oracle = TaskOracle(experiences, space)
+    targets = np.stack(
+        [target_vector(e.performance_metrics, schema.DEFAULT_OBJECTIVES) for e in experiences]
+    )
+    oracle_targets = oracle.predict(pool + [e.hyperparameters for e in experiences])
+    scale = TaskScale(np.vstack([targets, oracle_targets]))
+    best_points = scale(oracle_targets)
+    best_hv = hypervolume(best_points[pareto_mask(best_points)], REFERENCE)
+    return oracle, scale, best_hv, oracle_targets
+
+
 # --- samplers ------------------------------------------------------------------------------
 def nearest_tasks(
     target: PEFTExperience, others: dict[str, list[PEFTExperience]], k: int = 3
@@ -235,15 +252,43 @@ def run_sampler(
 ) -> np.ndarray:
     """Run one sampler on one task; returns the (trials, 3) targets in trial order."""
     sampler = make_sampler(name, seed, context, system, registry, source_studies, meta_options)
-    study = optuna.create_study(
-        directions=schema.directions(schema.DEFAULT_OBJECTIVES), sampler=sampler
-    )
-    chars, info = context
-    study.set_user_attr(schema.STUDY_TASK, {"name": "target", "characteristics": chars.to_dict()})
-    study.set_user_attr(schema.STUDY_MODEL, info)
+    study = peft_study(sampler, "target", context)
     if name == "warmstart":
         for params in warm:
             study.enqueue_trial(params)
+    return optimise(study, trials, space, evaluate, num_layers)
+
+
+def peft_study(
+    sampler: optuna.samplers.BaseSampler,
+    task: str,
+    context: tuple,
+    storage: optuna.storages.BaseStorage | None = None,
+    study_name: str | None = None,
+) -> optuna.Study:
+    """A study labelled as a PEFT study of ``task`` (what ``PEFTObjective`` writes), so
+    that its trials read back as experience."""
+    study = optuna.create_study(
+        storage=storage,
+        study_name=study_name,
+        directions=schema.directions(schema.DEFAULT_OBJECTIVES),
+        sampler=sampler,
+    )
+    chars, info = context
+    study.set_user_attr(schema.STUDY_TASK, {"name": task, "characteristics": chars.to_dict()})
+    study.set_user_attr(schema.STUDY_MODEL, info)
+    return study
+
+
+def optimise(
+    study: optuna.Study,
+    trials: int,
+    space: PEFTSearchSpace,
+    evaluate: Callable[[dict], np.ndarray],
+    num_layers: int,
+) -> np.ndarray:
+    """Ask and tell ``trials`` trials answered by ``evaluate``; returns the (trials, 3)
+    targets in trial order."""
     outcomes = []
     for _ in range(trials):
         trial = study.ask()
@@ -269,17 +314,10 @@ def fast_mode(args: argparse.Namespace) -> None:
         if args.tasks and task not in args.tasks:
             continue
         started = time.time()
-        oracle = TaskOracle(experiences, space)
+        oracle, scale, best_hv, oracle_targets = task_problem(experiences, space, pool)
         quality[task] = oracle.fit_quality
         others = {k: v for k, v in groups.items() if k != key}
         system = fitted_system(others, space, args.system_cache)
-        targets = np.stack(
-            [target_vector(e.performance_metrics, schema.DEFAULT_OBJECTIVES) for e in experiences]
-        )
-        oracle_targets = oracle.predict(pool + [e.hyperparameters for e in experiences])
-        scale = TaskScale(np.vstack([targets, oracle_targets]))
-        best_points = scale(oracle_targets)
-        best_hv = hypervolume(best_points[pareto_mask(best_points)], REFERENCE)
         context = (experiences[0].task_characteristics, experiences[0].model_info)
         warm = warm_start_configs(experiences[0], others)
         sources = source_studies(others) if args.optunahub_registry else []

@@ -21,3 +21,13 @@ def smollm2():
     from metapeft_optuna.models import load_model
 
     return load_model("smollm2-135m")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_user_prior(tmp_path_factory):
+    """A developer's own prior (``metapeft prior train`` writes one under the user's data
+    directory, used by default) must not change what the tests see."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data")))
+    yield
+    patch.undo()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from metapeft_optuna.cli import main
-from metapeft_optuna.meta import ExperienceBuffer
+from metapeft_optuna.meta import ExperienceBuffer, MetaPEFTSystem
 
 import optuna
 import pytest
-from synthetic_experience import synthetic_experiences
+from synthetic_experience import TASKS, synthetic_experiences
 
 
 @pytest.fixture
@@ -52,7 +52,17 @@ def test_prior_train_show_and_recommend(tmp_path, capsys, monkeypatch):
     experience = tmp_path / "exp.jsonl"
     ExperienceBuffer(synthetic_experiences(per_task=12)).export_jsonl(experience)
     assert (
-        main(["prior", "train", "--experience", str(experience), "--out", str(tmp_path / "prior")])
+        main(
+            [
+                "prior",
+                "train",
+                "--only",
+                "--experience",
+                str(experience),
+                "--out",
+                str(tmp_path / "prior"),
+            ]
+        )
         == 0
     )
     monkeypatch.setenv("METAPEFT_PRIOR", str(tmp_path / "prior"))
@@ -61,6 +71,40 @@ def test_prior_train_show_and_recommend(tmp_path, capsys, monkeypatch):
     assert main(["recommend", "--task", "iris", "--model", "tiny"]) == 0
     out = capsys.readouterr().out
     assert "method:" in out and "Most similar past tasks" in out
+
+
+def test_prior_train_folds_a_users_storage_into_the_prior_and_uses_it(
+    tmp_path, tune_args, monkeypatch, capsys
+):
+    """Without --out the new prior is the user's, and it becomes the default prior; it
+    holds the earlier prior's experience plus the user's study."""
+    from metapeft_optuna.meta.prior import prior_path, user_prior_path
+
+    experience = tmp_path / "exp.jsonl"
+    ExperienceBuffer(synthetic_experiences(per_task=12)).export_jsonl(experience)
+    main(
+        ["prior", "train", "--only", "--experience", str(experience), "--out", str(tmp_path / "p")]
+    )
+    monkeypatch.setenv("METAPEFT_PRIOR", "none")
+    main(tune_args + ["--sampler", "random"])
+    monkeypatch.setenv("METAPEFT_PRIOR", str(tmp_path / "p"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    capsys.readouterr()
+    storage = f"sqlite:///{tmp_path / 'cli.db'}"
+    assert main(["prior", "train", "--experience", storage]) == 0
+    assert "(3 new from --experience)" in capsys.readouterr().out
+    monkeypatch.delenv("METAPEFT_PRIOR")
+    assert prior_path() == user_prior_path() == tmp_path / "data" / "metapeft-optuna" / "prior"
+    system = MetaPEFTSystem.load(prior_path())
+    names = {e.task_name for e in system.experience_buffer}
+    assert "parity@64" in names and len(system.experience_buffer) == 12 * len(TASKS) + 3
+
+
+def test_prior_train_without_experience_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("METAPEFT_PRIOR", "none")
+    monkeypatch.setattr("metapeft_optuna.meta.prior.META_DATASET", tmp_path / "absent.jsonl")
+    assert main(["prior", "train", "--out", str(tmp_path / "p")]) == 2
+    assert "no complete experience" in capsys.readouterr().out
 
 
 def test_experience_export(tmp_path, tune_args, capsys, monkeypatch):
@@ -161,3 +205,47 @@ def test_journal_file_storage_and_storage_errors(tune_args, tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "not an Optuna storage" in err and "sqlite:///" in err and len(err.splitlines()) == 1
+
+
+def test_a_six_trial_study_reads_in_100_columns(tune_args, tmp_path, capsys, monkeypatch):
+    """One line per finished trial, then the front with its settings below: every line
+    of the output fits a 100-column terminal; the plot goes beside the storage."""
+    monkeypatch.setenv("METAPEFT_PRIOR", "none")
+    args = [a for a in tune_args if a not in ("--plot", str(tmp_path / "front.png"))]
+    assert main([*args, "--sampler", "meta", "--trials", "6"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 100, max(lines, key=len)
+    per_trial = [line for line in lines if line.startswith("trial ") and " · " in line]
+    assert len(per_trial) == 6 and "cold start" in per_trial[0] and "accuracy" in per_trial[0]
+    assert "settings:" in out and "learning_rate=" in out
+    assert (tmp_path / "parity@64-tiny-meta-pareto.png").stat().st_size > 1000
+
+
+def test_methods_restrict_the_search_and_keep_the_prior(tune_args, tmp_path, capsys):
+    """--methods limits every trial to the named methods; the shipped prior (trained on
+    every method) still makes the warm start."""
+    args = [*tune_args, "--sampler", "meta", "--trials", "2", "--methods", "prompt_tuning,lora"]
+    assert main(args) == 0
+    assert "meta-model recommendation" in capsys.readouterr().out
+    study = optuna.load_study(
+        study_name="parity@64-tiny-meta", storage=f"sqlite:///{tmp_path / 'cli.db'}"
+    )
+    assert {t.params["method"] for t in study.trials} <= {"prompt_tuning", "lora"}
+    assert {t.user_attrs["metapeft_prediction"]["phase"] for t in study.trials} == {"warm start"}
+    assert main([*tune_args, "--methods", "lora,qlora"]) == 2
+    assert "unknown method(s) qlora; choose from lora, dora" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`metapeft prior show | head` must not end in a BrokenPipeError traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    command = [str(Path(sys.executable).parent / "metapeft"), "prior", "show"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # the reader is gone before anything is written
+    err = process.stderr.read()
+    assert process.wait(timeout=120) == 0
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

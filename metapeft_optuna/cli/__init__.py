@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -22,12 +23,30 @@ from .tune import MAIN_STORAGE, MAIN_TASK, cmd_main, cmd_tune
 
 def _add_tune_options(parser: argparse.ArgumentParser, *, main: bool) -> None:
     if not main:
-        parser.add_argument("--task", required=True, help="built-in task or .jsonl/.csv file")
-        parser.add_argument("--model", default="smollm2-135m")
         parser.add_argument(
-            "--sampler", default="meta", choices=["meta", "tpe", "nsga2", "random", "gp"]
+            "--task",
+            required=True,
+            help="a built-in task (`metapeft tasks list`), a .jsonl/.csv file or an mlx-lm "
+            "data directory (train/valid/test.jsonl)",
         )
-        parser.add_argument("--pruner", default="meta", choices=["meta", "none"])
+        parser.add_argument(
+            "--model",
+            default="smollm2-135m",
+            help="a named model (`metapeft models`), an mlx-lm model directory or a .gguf "
+            "file (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--sampler",
+            default="meta",
+            choices=["meta", "tpe", "nsga2", "random", "gp"],
+            help="MetaPEFTSampler or one of Optuna's (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--pruner",
+            default="meta",
+            choices=["meta", "none"],
+            help="MetaPEFTPruner or none (default: %(default)s)",
+        )
         parser.add_argument(
             "--objectives",
             help="comma-separated objective names from "
@@ -35,46 +54,70 @@ def _add_tune_options(parser: argparse.ArgumentParser, *, main: bool) -> None:
             "or val_loss for free-form answers and plain text, then peak_memory_mb,"
             "train_seconds)",
         )
+        parser.add_argument(
+            "--methods",
+            help="comma-separated PEFT methods to search (default: every method: "
+            "lora,dora,adalora,prompt_tuning,prefix_tuning,p_tuning)",
+        )
     parser.add_argument(
         "--trials",
         type=int,
         default=12 if main else 20,
-        help="the study's total of finished trials: a resumed or parallel run stops there",
+        help="the study's total of finished trials: a resumed or parallel run stops there "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--timeout",
         type=float,
         default=330 if main else None,
-        help="stop starting new trials after this many seconds",
+        help="stop starting new trials after this many seconds (default: %(default)s)",
     )
     parser.add_argument(
         "--storage",
         default=MAIN_STORAGE,
-        help="sqlite:///PATH, postgresql://..., or a journal file (PATH.log)",
+        help="sqlite:///PATH, postgresql://..., or a journal file (PATH.log) "
+        "(default: %(default)s)",
     )
-    parser.add_argument("--study-name")
+    parser.add_argument(
+        "--study-name",
+        help="the study to create or resume (default: TASK-MODEL-SAMPLER)",
+    )
     parser.add_argument(
         "--experience",
         nargs="+",
+        metavar="STORAGE",
         help="more storages or .jsonl exports to learn from (the study's own storage is "
         "always read)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the sampler and the data order (default: 0)"
+    )
     parser.add_argument(
         "--eval-examples",
         type=int,
         default=400,
         help="held-out test examples per trial (400: standard error <= 0.025 on accuracy)",
     )
-    parser.add_argument("--memory-limit-mb", type=float)
+    parser.add_argument(
+        "--memory-limit-mb",
+        type=float,
+        help="fail a trial whose peak memory passes this many MB (default: no limit)",
+    )
     parser.add_argument("--adapters-dir", help="save every trial's adapter under this folder")
-    parser.add_argument("--plot", help="Pareto plot PNG (default: studies/<study>-pareto.png)")
+    parser.add_argument(
+        "--out-dir",
+        help="folder for the study's files, e.g. the Pareto plot (default: beside a SQLite "
+        "or journal storage, else the current directory)",
+    )
+    parser.add_argument("--plot", help="Pareto plot PNG (default: OUT_DIR/<study>-pareto.png)")
     parser.add_argument(
         "--no-prior",
         action="store_true",
         help="start the meta sampler cold; prune on this study's curves alone",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar (the per-trial lines stay)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,9 +153,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--experience",
         nargs="+",
-        help="storage URLs or JSON Lines exports (default: the shipped meta-dataset)",
+        default=[],
+        metavar="STORAGE",
+        help="storages (URL, .db, journal file) or JSON Lines exports to fold into the "
+        "current prior's experience",
     )
-    train.add_argument("--out", help="folder to write (default: the shipped prior)")
+    train.add_argument(
+        "--only",
+        action="store_true",
+        help="train on --experience alone, not on the current prior's experience too",
+    )
+    train.add_argument(
+        "--out",
+        help="folder to write (default: the user's prior, ~/.local/share/metapeft-optuna/"
+        "prior, used by default from then on)",
+    )
     train.add_argument("--seed", type=int, default=0, help="seed of the networks' training")
     train.set_defaults(func=cmd_prior_train)
     prior_commands.add_parser("show", help="what the prior knows").set_defaults(func=cmd_prior_show)
@@ -129,10 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # inside the try: a closed pipe fails here, not at exit
+        return code
     except MetaLearningError as exc:
         print(f"metapeft: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`metapeft prior show | head`): stop quietly, and keep
+        # Python from failing again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -105,15 +105,22 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 def cmd_prior_train(args: argparse.Namespace) -> int:
     from ..meta import ExperienceBuffer, MetaPEFTSystem
-    from ..meta.prior import META_DATASET, REPOSITORY_PRIOR
+    from ..meta.prior import base_experience, user_prior_path
 
-    buffer = ExperienceBuffer.from_storages(args.experience or [str(META_DATASET)])
+    buffer = ExperienceBuffer() if args.only else base_experience()
+    before = len(buffer)
+    for experience in ExperienceBuffer.from_storages(args.experience or []):
+        buffer.add(experience)
+    if not buffer.complete():
+        print("metapeft prior train: no complete experience to train on (give --experience).")
+        return 2
     print(
-        f"training on {len(buffer.complete())} experiences from {len(buffer.by_task())} tasks ...",
+        f"training on {len(buffer.complete())} experiences from {len(buffer.by_task())} tasks "
+        f"({len(buffer) - before} new from --experience) ...",
         flush=True,
     )
     system = MetaPEFTSystem(seed=args.seed).fit(buffer)
-    out = args.out or REPOSITORY_PRIOR
+    out = args.out or user_prior_path()
     system.save(out)
     print(f"saved the prior to {out}")
     return 0

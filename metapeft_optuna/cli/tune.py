@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .. import schema
 from ._table import print_table
+from .report import TrialPrinter, baseline_line, pareto_rows, save_pareto_plot, wrap
 
 MAIN_TASK = "language_id@256"  # zero-shot 0.300 ± 0.023: fine-tuning visibly matters
 MAIN_STORAGE = "sqlite:///studies/main.db"
@@ -33,92 +34,42 @@ def make_sampler(
     return samplers[name]()
 
 
-def _with_se(value: float, se: float | None, digits: int = 3) -> str:
-    if se is None or not math.isfinite(se):
-        return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} ± {se:.{digits}f}"
-
-
-def quality_text(metrics: dict, name: str) -> str:
-    """``"0.812 ± 0.020"`` for a quality metric with its standard error (val_loss also
-    shows perplexity)."""
-    if metrics.get(name) is None:
-        return "-"
-    text = _with_se(metrics[name], metrics.get(f"{name}_se"))
-    if name == "val_loss" and metrics.get("perplexity") is not None:
-        text += f" (ppl {metrics['perplexity']:.2f})"
-    return text
-
-
-def pareto_rows(study, objectives: Sequence[str]) -> list[dict[str, object]]:
-    """The study's Pareto front as table rows, best quality first: values read by name,
-    quality with its standard error, each trial's phase (warm start, hand-over, ...)."""
-    quality = schema.quality_objective(objectives)
-    order = schema.OBJECTIVE_SPECS[quality or objectives[0]]
-    key = objectives.index(order.name)
-    rows = []
-    for trial in sorted(study.best_trials, key=lambda t: order.sign * t.values[key]):
-        values = schema.metrics_by_name(objectives, trial.values)
-        measured = {**(trial.user_attrs.get(schema.TRIAL_METRICS) or {}), **values}
-        hp = trial.user_attrs.get(schema.TRIAL_HYPERPARAMETERS, {})
-        settings = {k: v for k, v in hp.items() if k not in ("init_text",)}
-        row: dict[str, object] = {
-            "trial": trial.number,
-            "phase": (trial.user_attrs.get(schema.TRIAL_PREDICTION) or {}).get("phase", "-"),
-            "method": trial.params.get("method"),
-        }
-        for name in objectives:
-            if schema.OBJECTIVE_SPECS[name].quality:
-                row[name] = quality_text(measured, name)
-            elif name == "peak_memory_mb":
-                row["peak MB"] = f"{values[name]:.0f}"
-            else:
-                row["train s"] = f"{values[name]:.1f}"
-        row["settings"] = ", ".join(f"{k}={_short(v)}" for k, v in settings.items())
-        rows.append(row)
-    return rows
-
-
-def baseline_line(study, objectives: Sequence[str]) -> str | None:
-    """The zero-shot baseline of the study's quality objective, as one line."""
-    baseline = study.user_attrs.get(schema.STUDY_BASELINE)
-    quality = schema.quality_objective(objectives)
-    if not baseline or quality is None or baseline.get(quality) is None:
-        return None
-    return (
-        f"zero-shot baseline (untuned model, {baseline.get('test_examples', '?')} test "
-        f"examples): {quality} {quality_text(baseline, quality)}"
-    )
-
-
-def _short(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
-
-
-def save_pareto_plot(study, path: Path, objectives: Sequence[str]) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import warnings
-
-    import optuna
-    from optuna.visualization.matplotlib import plot_pareto_front
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        axes = plot_pareto_front(study, target_names=list(objectives))
-    axes.figure.savefig(path, dpi=110, bbox_inches="tight")
-    return path
-
-
 def parse_objectives(text: str | None) -> tuple[str, ...] | None:
     """``--objectives val_loss,peak_memory_mb`` as checked names (None: the default)."""
     if not text:
         return None
     return schema.check_objectives([t.strip() for t in text.split(",") if t.strip()])
+
+
+def parse_methods(text: str | None):
+    """``--methods lora,dora`` as a search space of those methods (None: every method)."""
+    from ..errors import ConfigError
+    from ..training import PEFTSearchSpace
+
+    if not text:
+        return None
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    known = PEFTSearchSpace().methods
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ConfigError(
+            f"--methods {text!r}: unknown method(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(known)}."
+        )
+    return PEFTSearchSpace(methods=names)
+
+
+def output_dir(args: argparse.Namespace) -> Path:
+    """Where the study's files go: ``--out-dir``, else beside a file storage (SQLite or
+    journal file), else the current directory."""
+    if args.out_dir:
+        return Path(args.out_dir)
+    storage = str(args.storage)
+    if storage.startswith("sqlite:///"):
+        return Path(storage[len("sqlite:///") :]).parent
+    if "://" not in storage:
+        return Path(storage).parent
+    return Path.cwd()
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -132,6 +83,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from ..training import PEFTObjective, TrainingBudget
 
     storage = open_storage(args.storage)  # a bad storage fails before the model loads
+    space = parse_methods(args.methods)
+    objectives = parse_objectives(args.objectives)
     task = load_task(args.task)
     budget = TrainingBudget(
         eval_examples=args.eval_examples, memory_limit_mb=args.memory_limit_mb, seed=args.seed or 0
@@ -140,14 +93,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
         task,
         model=args.model,
         budget=budget,
+        search_space=space,
         adapters_dir=args.adapters_dir,
-        objectives=parse_objectives(args.objectives),
+        objectives=objectives,
     )
     print(f"loading {args.model} and measuring {task.name} ...", flush=True)
     chars = objective.characteristics
     print(
         f"task {task.name}: {chars.task_type}, {chars.domain}, {chars.dataset_size} "
-        f"examples, ~{chars.sequence_length} tokens each; objectives: "
+        f"examples, ~{chars.sequence_length} tokens each\nobjectives: "
         + ", ".join(f"{o} ({schema.OBJECTIVE_SPECS[o].direction})" for o in objective.objectives)
     )
     sampler = make_sampler(
@@ -171,6 +125,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     # --trials is the study's total, so a resumed run adds what is missing and parallel
     # workers stop together (each may finish the trial it is running beyond it).
     objective.check_study(study)
+    objectives = objective.objectives
     finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     remaining = args.trials - len(study.get_trials(deepcopy=False, states=finished))
     if remaining > 0:
@@ -179,7 +134,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
             n_trials=remaining,
             timeout=args.timeout,
             show_progress_bar=not args.quiet,
-            callbacks=[MaxTrialsCallback(args.trials, states=finished)],
+            callbacks=[MaxTrialsCallback(args.trials, states=finished), TrialPrinter(objectives)],
         )
     else:
         print(f"study {study_name!r} has its {args.trials} trials already; showing it.")
@@ -187,27 +142,30 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if recommendation:
         print(
             f"\nmeta-model recommendation: {recommendation['method']} "
-            f"(confidence {recommendation['confidence']:.2f})\n  {recommendation['reasoning']}"
+            f"(confidence {recommendation['confidence']:.2f})"
         )
-    objectives = objective.objectives
-    finished = [t for t in study.trials if t.values and all(math.isfinite(v) for v in t.values)]
+        print("\n".join(wrap(recommendation["reasoning"], indent="  ")))
+    done = [t for t in study.trials if t.values and all(math.isfinite(v) for v in t.values)]
     directions = ", ".join(
         f"{o} {'up' if schema.OBJECTIVE_SPECS[o].direction == 'maximize' else 'down'}"
         for o in objectives
     )
-    print(
-        f"\n{len(finished)} finished trials in study {study_name!r}; Pareto front ({directions}):"
-    )
+    print(f"\n{len(done)} finished trials in study {study_name!r}.")
+    print(f"Pareto front ({directions}):")
     if line := baseline_line(study, objectives):
         print(line)
     print()
-    rows = pareto_rows(study, objectives) if finished else []
+    rows, settings = pareto_rows(study, objectives) if done else ([], [])
     print_table(rows, list(rows[0]) if rows else ["trial"])
-    if finished and len(objectives) in (2, 3):  # Optuna plots 2-D and 3-D fronts
-        path = Path(args.plot or f"studies/{study_name}-pareto.png")
-        plot = save_pareto_plot(study, path, objectives)
-        print(f"\nPareto plot: {plot}")
-    print(f"\nInspect the study:  optuna-dashboard {args.storage}")
+    if settings:
+        print("\nsettings:")
+        for text in settings:
+            print("\n".join(wrap("  " + text, indent="    ")))
+    quality = schema.quality_objective(objectives)
+    if done and quality and set(objectives) & set(schema.COST_OBJECTIVES):
+        path = Path(args.plot) if args.plot else output_dir(args) / f"{study_name}-pareto.png"
+        print(f"\nPareto plot:\n  {save_pareto_plot(study, path, objectives)}")
+    print(f"\nInspect the study in the dashboard:\n  optuna-dashboard {args.storage}")
     return 0
 
 

@@ -1,8 +1,10 @@
 """The shipped prior: a MetaPEFTSystem trained on the PEFT meta-dataset.
 
-``studies/prior/`` in the repository holds it (retrain with ``metapeft prior train``); a
-wheel installs a copy in ``<prefix>/share/metapeft-optuna/prior``. ``METAPEFT_PRIOR`` points
-elsewhere, and ``METAPEFT_PRIOR=none`` disables it.
+``studies/prior/`` in the repository holds it; a wheel installs a copy in
+``<prefix>/share/metapeft-optuna/prior``. ``metapeft prior train`` folds a user's own
+storages into it and writes the user's prior (``$XDG_DATA_HOME/metapeft-optuna/prior``,
+by default ``~/.local/share/...``), which is used from then on. ``METAPEFT_PRIOR`` points
+elsewhere, and ``METAPEFT_PRIOR=none`` disables every prior.
 """
 
 from __future__ import annotations
@@ -24,12 +26,23 @@ INSTALLED_PRIOR = Path(sys.prefix) / "share" / "metapeft-optuna" / "prior"
 META_DATASET = Path(__file__).resolve().parents[2] / "studies" / "meta_dataset.jsonl"
 
 
+def user_prior_path() -> Path:
+    """Where ``metapeft prior train`` writes by default: the user's data directory."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base).expanduser() / "metapeft-optuna" / "prior"
+
+
 def prior_path() -> Path | None:
-    """Where the default prior is, or None when there is none (or it is disabled)."""
+    """Where the default prior is: ``METAPEFT_PRIOR``, else the user's prior, else the
+    shipped one; None when there is none (or it is disabled)."""
     setting = os.environ.get(ENV_VAR, "").strip()
     if setting.lower() in {"none", "off", "0"}:
         return None
-    candidates = [Path(setting).expanduser()] if setting else [REPOSITORY_PRIOR, INSTALLED_PRIOR]
+    candidates = (
+        [Path(setting).expanduser()]
+        if setting
+        else [user_prior_path(), REPOSITORY_PRIOR, INSTALLED_PRIOR]
+    )
     return next((p for p in candidates if (p / "meta_model.json").is_file()), None)
 
 
@@ -53,3 +66,14 @@ def prior_experience() -> ExperienceBuffer | None:
     if path is None or not (path / EXPERIENCE_FILE).is_file():
         return None
     return ExperienceBuffer.from_storages([str(path / EXPERIENCE_FILE)])
+
+
+def base_experience() -> ExperienceBuffer:
+    """What a new prior starts from: the default prior's experience, else the
+    repository's meta-dataset, else nothing."""
+    experience = prior_experience()
+    if experience is not None:
+        return experience
+    if META_DATASET.is_file():
+        return ExperienceBuffer.from_storages([str(META_DATASET)])
+    return ExperienceBuffer()

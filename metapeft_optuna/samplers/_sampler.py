@@ -61,7 +61,10 @@ class MetaPEFTSampler(BaseSampler):
             search space from.
         task_characteristics: The task's meta-features (instead of ``objective``).
         model_info: The model's info dict (instead of ``objective``).
-        search_space: The PEFT space (default: the objective's, else all methods).
+        search_space: The PEFT space (default: the objective's, else all methods). A
+            space that only leaves methods out is widened to every method's for the
+            meta-model, so the shipped prior still applies; proposals keep to the
+            objective's methods.
         system: A fitted :class:`MetaPEFTSystem`; default: the shipped prior (see
             ``metapeft prior``), or a cold start when ``use_prior`` is False.
         use_prior: Load the shipped prior when no ``system`` is given.
@@ -125,7 +128,9 @@ class MetaPEFTSampler(BaseSampler):
         self._objective = objective
         self._characteristics = task_characteristics
         self._model_info = model_info
-        self._space = search_space or getattr(objective, "search_space", None) or PEFTSearchSpace()
+        self._space = meta_space(
+            search_space or getattr(objective, "search_space", None) or PEFTSearchSpace()
+        )
         self._system = system
         self._use_prior = use_prior
         self._experience = tuple(experience)
@@ -337,6 +342,20 @@ class MetaPEFTSampler(BaseSampler):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+
+def meta_space(space: PEFTSearchSpace) -> PEFTSearchSpace:
+    """The space the meta-model works in: every method's when ``space`` only leaves some
+    methods out (the objective's choices of ``method`` restrict the proposals, and the
+    shipped prior, trained on every method, stays usable); else ``space`` itself."""
+    full = PEFTSearchSpace()
+    restricted = PEFTSearchSpace(methods=space.methods)
+    if (
+        set(space.methods) <= set(full.methods)
+        and restricted.feature_names() == space.feature_names()
+    ):
+        return full
+    return space
 
 
 def _trial_seed(seed: int, number: int) -> int:

@@ -1,0 +1,199 @@
+"""Does every study in a storage teach the next? Tasks arrive one at a time into one storage.
+
+Fast mode over the meta-dataset: trials are answered by the per-task oracles of
+``compare_samplers.py``. For every task order (a seeded permutation of the meta-dataset's
+tasks), a prior is trained on the first ``--prior-tasks`` tasks; each of the other tasks
+then arrives as a ``--trials``-trial study in one storage. Samplers:
+
+- ``loop``: MetaPEFTSampler with that prior, learning from every earlier study of its
+  storage (its default, ``learn_from_storage=True``);
+- ``prior``: the same prior alone (``learn_from_storage=False``);
+- ``tpe``: multivariate TPE.
+
+Reported: study k's normalised hypervolume after ``--trials`` trials against k (the number
+of earlier studies in the storage), and the paired difference loop - prior (same task,
+order and k), with standard errors over orders.
+
+    python benchmarks/sequential_studies.py [--orders 6] [--trials 10] [--prior-tasks 3]
+
+Writes ``sequential.csv``, ``sequential.md`` and ``sequential.png`` under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import metapeft_optuna  # noqa: F401  (BLAS before mlx)
+from metapeft_optuna.meta import ExperienceBuffer, MetaPEFTSystem
+from metapeft_optuna.samplers import MetaPEFTSampler
+from metapeft_optuna.training import PEFTSearchSpace
+
+import numpy as np
+import optuna
+from compare_samplers import hv_curve, optimise, peft_study, reference_pool, task_problem
+
+SAMPLERS = ("loop", "prior", "tpe")
+LABELS = {
+    "loop": "MetaPEFT, learning from the storage",
+    "refit": "MetaPEFT, refitted on prior + storage",
+    "prior": "MetaPEFT, prior alone",
+    "tpe": "TPE",
+}
+
+
+def sampler_for(name: str, seed: int, context: tuple, prior: Path, space, storage):
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    chars, info = context
+    system = MetaPEFTSystem.load(prior, space)  # a fresh copy: the loop updates it
+    if name == "refit":
+        seen = list(system.experience_buffer) + list(ExperienceBuffer.from_storages([storage]))
+        system = MetaPEFTSystem(space).fit(ExperienceBuffer(seen))
+    return MetaPEFTSampler(
+        task_characteristics=chars,
+        model_info=info,
+        system=system,
+        use_prior=False,
+        learn_from_storage=name == "loop",
+        seed=seed,
+    )
+
+
+def run_order(order: int, groups: dict, problems: dict, args, space, workdir: Path) -> list[dict]:
+    """One task order: the prior, then every sampler's sequence of studies."""
+    keys = list(np.random.default_rng(order).permutation(sorted(groups)))
+    prior_keys, sequence = keys[: args.prior_tasks], keys[args.prior_tasks :]
+    prior = workdir / f"prior-{order}"
+    buffer = ExperienceBuffer(e for k in prior_keys for e in groups[k])
+    MetaPEFTSystem(space).fit(buffer).save(prior, include_experience=True)
+    rows = []
+    for name in args.samplers:
+        storage = optuna.storages.InMemoryStorage()
+        for k, key in enumerate(sequence):
+            first = groups[key][0]
+            context = (first.task_characteristics, first.model_info)
+            oracle, scale, best_hv, _ = problems[key]
+            sampler = sampler_for(name, order * 1000 + k, context, prior, space, storage)
+            study = peft_study(sampler, first.task_name, context, storage, f"{k:02d}-{key}")
+            layers = first.model_info.get("num_layers", 30)
+            outcomes = optimise(study, args.trials, space, oracle, layers)
+            curve = hv_curve(scale(outcomes), best_hv)
+            rows.append(
+                {
+                    "order": order,
+                    "sampler": name,
+                    "earlier_studies": k,
+                    "task": first.task_name,
+                    "hv_first": round(curve[0], 5),
+                    "hv_last": round(curve[-1], 5),
+                }
+            )
+    return rows
+
+
+def mean_se(values: list[float]) -> tuple[float, float]:
+    values = np.asarray(values, dtype=float)
+    se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return float(values.mean()), float(se)
+
+
+def summarise(rows: list[dict], samplers: list[str], trials: int, late: int) -> str:
+    """A table of HV@trials by number of earlier studies, and the loop's paired gain."""
+    by = defaultdict(dict)
+    for r in rows:
+        by[(r["order"], r["earlier_studies"])][r["sampler"]] = r["hv_last"]
+    ks = sorted({k for _, k in by})
+    header = ["earlier studies", *(LABELS[s] for s in samplers)]
+    if {"loop", "prior"} <= set(samplers):
+        header.append("loop - prior (paired)")
+    lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
+    for k in ks:
+        cells = [str(k)]
+        for s in samplers:
+            cells.append(
+                "{:.3f} ± {:.3f}".format(*mean_se([v[s] for (_, j), v in by.items() if j == k]))
+            )
+        if "loop - prior (paired)" in header:
+            diffs = [v["loop"] - v["prior"] for (_, j), v in by.items() if j == k]
+            cells.append("{:+.3f} ± {:.3f}".format(*mean_se(diffs)))
+        lines.append("| " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    text += f"\nHV@{trials}: mean ± standard error over task orders.\n"
+    if "loop - prior (paired)" in header:
+        diffs = [v["loop"] - v["prior"] for (_, j), v in by.items() if j >= late]
+        mean, se = mean_se(diffs)
+        text += (
+            f"\nWith at least {late} earlier studies, loop - prior = {mean:+.3f} ± {se:.3f} "
+            f"({len(diffs)} studies).\n"
+        )
+        early = [v["loop"] - v["prior"] for (_, j), v in by.items() if j < 3]
+        mean, se = mean_se(early)
+        text += f"With fewer than 3 earlier studies: {mean:+.3f} ± {se:.3f}.\n"
+    return text
+
+
+def plot(rows: list[dict], samplers: list[str], trials: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for s in samplers:
+        by_k = defaultdict(list)
+        for r in rows:
+            if r["sampler"] == s:
+                by_k[r["earlier_studies"]].append(r["hv_last"])
+        ks = sorted(by_k)
+        stats = np.array([mean_se(by_k[k]) for k in ks])
+        ax.errorbar(ks, stats[:, 0], yerr=stats[:, 1], label=LABELS[s], capsize=3, marker="o")
+    ax.set_xlabel("earlier studies in the storage")
+    ax.set_ylabel(f"normalised hypervolume after {trials} trials")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experience", nargs="+", default=["studies/meta_dataset.jsonl"])
+    parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=list(LABELS))
+    parser.add_argument("--orders", type=int, default=6, help="task orders (seeds 0..N-1)")
+    parser.add_argument("--trials", type=int, default=10, help="trials per study")
+    parser.add_argument("--prior-tasks", type=int, default=3, help="tasks the prior learns")
+    parser.add_argument("--late", type=int, default=8, help="'many earlier studies' from here")
+    parser.add_argument("--out", default="docs/benchmarks")
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    groups = ExperienceBuffer.from_storages(args.experience).by_task()
+    if len(groups) <= args.prior_tasks + 1:
+        parser.error(f"{len(groups)} tasks: too few for --prior-tasks {args.prior_tasks}")
+    space = PEFTSearchSpace()
+    pool = reference_pool(space)
+    problems = {key: task_problem(g, space, pool) for key, g in groups.items()}
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for order in range(args.orders):
+            started = time.time()
+            rows += run_order(order, groups, problems, args, space, Path(workdir))
+            print(f"order {order}: {time.time() - started:.0f} s", flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "sequential.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    summary = summarise(rows, args.samplers, args.trials, args.late)
+    (out / "sequential.md").write_text(summary)
+    plot(rows, args.samplers, args.trials, out / "sequential.png")
+    print("\n" + summary)
+
+
+if __name__ == "__main__":
+    main()
