@@ -249,3 +249,34 @@ def test_a_closed_pipe_ends_quietly():
     err = process.stderr.read()
     assert process.wait(timeout=120) == 0
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_adapters_and_notes_reach_the_dashboard(tune_args, tmp_path, monkeypatch):
+    """Every completed trial's adapter files and learning-curve plot are Optuna artifacts
+    beside the storage, named by ids; the study and trials carry dashboard notes."""
+    from metapeft_optuna.training.dashboard import TRIAL_ARTIFACTS, download_adapter
+
+    from optuna_dashboard._note import get_note_from_system_attrs
+
+    monkeypatch.setenv("METAPEFT_PRIOR", "none")
+    assert main([*tune_args, "--sampler", "meta", "--trials", "2", "--study-name", "my/s"]) == 0
+    storage = f"sqlite:///{tmp_path / 'cli.db'}"
+    study = optuna.load_study(study_name="my/s", storage=storage)
+    store = optuna.artifacts.FileSystemArtifactStore(str(tmp_path / "artifacts"))
+    trial = study.trials[0]
+    names = set(trial.user_attrs[TRIAL_ARTIFACTS])
+    assert {"adapter_config.json", f"learning-curve-{trial._trial_id}.png"} <= names
+    metas = optuna.artifacts.get_all_artifact_meta(trial, storage=study._storage)
+    assert {m.filename for m in metas} == names
+    assert not any("my" in p.name for p in (tmp_path / "artifacts").iterdir())
+    adapter = download_adapter(store, trial, tmp_path / "exported")
+    assert (adapter / "adapter_config.json").is_file()
+
+    system_attrs = study._storage.get_study_system_attrs(study._study_id)
+    study_note = get_note_from_system_attrs(system_attrs, None)["body"]
+    assert "parity@64 on tiny" in study_note and "Zero-shot baseline" in study_note
+    trial_note = get_note_from_system_attrs(system_attrs, trial._trial_id)["body"]
+    assert "**Phase:** cold start" in trial_note and "| accuracy |" in trial_note
+    memory = next(line for line in trial_note.splitlines() if line.startswith("| peak_memory"))
+    assert memory.endswith(f"| {trial.values[1]:.1f} |")  # measured, from the values
+    assert "**Settings (lora)**" in trial_note and "| learning_rate |" in trial_note

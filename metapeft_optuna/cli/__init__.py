@@ -103,7 +103,18 @@ def _add_tune_options(parser: argparse.ArgumentParser, *, main: bool) -> None:
         type=float,
         help="fail a trial whose peak memory passes this many MB (default: no limit)",
     )
-    parser.add_argument("--adapters-dir", help="save every trial's adapter under this folder")
+    parser.add_argument(
+        "--artifacts",
+        metavar="DIR",
+        help="artifact store for every trial's adapter and learning-curve plot, listed in "
+        "optuna-dashboard (default: OUT_DIR/artifacts)",
+    )
+    parser.add_argument(
+        "--no-artifacts", action="store_true", help="keep no adapter or learning-curve plot"
+    )
+    parser.add_argument(
+        "--adapters-dir", help="also keep every trial's adapter as a plain folder here"
+    )
     parser.add_argument(
         "--out-dir",
         help="folder for the study's files, e.g. the Pareto plot (default: beside a SQLite "

@@ -72,6 +72,14 @@ def output_dir(args: argparse.Namespace) -> Path:
     return Path.cwd()
 
 
+def artifact_store(path: Path):
+    """Optuna's file-system artifact store at ``path`` (created if missing)."""
+    import optuna
+
+    path.mkdir(parents=True, exist_ok=True)
+    return optuna.artifacts.FileSystemArtifactStore(str(path))
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     import optuna
     from optuna.study import MaxTrialsCallback
@@ -89,12 +97,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
     budget = TrainingBudget(
         eval_examples=args.eval_examples, memory_limit_mb=args.memory_limit_mb, seed=args.seed or 0
     )
+    artifacts = (
+        None if args.no_artifacts else Path(args.artifacts or output_dir(args) / "artifacts")
+    )
     objective = PEFTObjective(
         task,
         model=args.model,
         budget=budget,
         search_space=space,
         adapters_dir=args.adapters_dir,
+        artifact_store=artifact_store(artifacts) if artifacts else None,
         objectives=objectives,
     )
     print(f"loading {args.model} and measuring {task.name} ...", flush=True)
@@ -165,7 +177,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if done and quality and set(objectives) & set(schema.COST_OBJECTIVES):
         path = Path(args.plot) if args.plot else output_dir(args) / f"{study_name}-pareto.png"
         print(f"\nPareto plot:\n  {save_pareto_plot(study, path, objectives)}")
-    print(f"\nInspect the study in the dashboard:\n  optuna-dashboard {args.storage}")
+    dashboard = f"optuna-dashboard {args.storage}"
+    if artifacts:
+        dashboard += f" \\\n      --artifact-dir {artifacts}"
+    print(f"\nInspect the study (notes, adapters, curves) in the dashboard:\n  {dashboard}")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from ..errors import ConfigError, MetaLearningError
 from ..models import LoadedModel, load_model
 from ..models.info import describe
 from ..tasks import Task, TaskCharacteristics, load_task
-from . import reporting
+from . import dashboard, reporting
 from .baseline import zero_shot
 from .results import CurvePoint, TrainingBudget, TrialResult
 from .search_space import PEFTSearchSpace
@@ -54,7 +55,14 @@ class PEFTObjective:
         search_space: The :class:`PEFTSearchSpace` (default: every method).
         budget: The :class:`TrainingBudget` of each trial.
         adapters_dir: Save each trial's adapter under
-            ``adapters_dir/<study name>/trial-<number>`` (None: do not save).
+            ``adapters_dir/trial-<trial id>`` (None: do not keep a copy on disk).
+        artifact_store: Store each completed trial's adapter files and learning-curve
+            plot there with Optuna's artifact API (an
+            ``optuna.artifacts.FileSystemArtifactStore``; the ids are the trial's
+            ``artifacts`` user attribute), where optuna-dashboard lists them.
+        notes: Write optuna-dashboard notes: the study's (recommendation, reasoning,
+            similar past tasks, zero-shot baseline) and each completed trial's (phase,
+            predicted against measured values, settings).
         objectives: Names of the objectives to return, in that order (default: the
             task's quality objective, ``peak_memory_mb``, ``train_seconds``).
 
@@ -83,6 +91,8 @@ class PEFTObjective:
         search_space: PEFTSearchSpace | None = None,
         budget: TrainingBudget | None = None,
         adapters_dir: str | Path | None = None,
+        artifact_store: optuna.artifacts.FileSystemArtifactStore | None = None,
+        notes: bool = True,
         objectives: Sequence[str] | None = None,
     ):
         self.task = load_task(task) if isinstance(task, str) else task
@@ -93,7 +103,10 @@ class PEFTObjective:
         self._loaded = None if isinstance(model, str) else _as_loaded(model)
         self.search_space = search_space or PEFTSearchSpace()
         self.budget = budget or TrainingBudget()
-        self.adapters_dir = Path(adapters_dir) if adapters_dir is not None else None
+        self.adapters_dir = Path(adapters_dir).resolve() if adapters_dir is not None else None
+        self.artifact_store = artifact_store
+        self.notes = notes
+        self._noted: set[tuple[int, bool]] = set()  # (study id, with a recommendation)
         self._prepared: PreparedTask | None = None
         self._characteristics: TaskCharacteristics | None = None
         self._checked: set[int] = set()  # studies whose identity was checked
@@ -238,9 +251,17 @@ class PEFTObjective:
         trial.set_user_attr(schema.TRIAL_HYPERPARAMETERS, hyperparameters)
         trial.set_user_attr("model", self.model_name)
         trial.set_user_attr("task", self.task.name)
-        output_dir = None
-        if self.adapters_dir is not None:
-            output_dir = self.adapters_dir / trial.study.study_name / f"trial-{trial.number}"
+        with tempfile.TemporaryDirectory() as scratch:
+            output_dir = None
+            if self.adapters_dir is not None:
+                output_dir = self.adapters_dir / f"trial-{trial._trial_id}"
+            elif self.artifact_store is not None:
+                output_dir = Path(scratch) / "adapter"
+            return self._fine_tune(trial, method, hyperparameters, output_dir)
+
+    def _fine_tune(
+        self, trial: optuna.Trial, method: str, hyperparameters: dict, output_dir: Path | None
+    ) -> float | tuple[float, ...]:
         try:
             result = fine_tune(
                 self.loaded,
@@ -259,7 +280,32 @@ class PEFTObjective:
             return nan if len(self.objectives) == 1 else tuple(nan for _ in self.objectives)
         values = result.values(self.objectives)
         self._record(trial, result, values)
+        self._publish(trial, result, values)
         return values[0] if len(values) == 1 else values
+
+    def _publish(self, trial: optuna.Trial, result: TrialResult, values: tuple[float, ...]) -> None:
+        """The trial's artifacts and notes, and the study's note (again once the
+        sampler's recommendation is there), for optuna-dashboard."""
+        if self.artifact_store is not None:
+            artifacts = {}
+            if result.adapter_path is not None:
+                artifacts.update(
+                    dashboard.upload_adapter(self.artifact_store, trial, Path(result.adapter_path))
+                )
+            curve = [p.to_dict() for p in result.learning_curve]
+            artifacts.update(dashboard.upload_curve_plot(self.artifact_store, trial, curve))
+            trial.set_user_attr(dashboard.TRIAL_ARTIFACTS, artifacts)
+        if not self.notes:
+            return
+        # From the storage: the sampler records its prediction there, not on this object.
+        stored = trial.study._storage.get_trial(trial._trial_id).user_attrs
+        measured = {**result.metrics, **schema.metrics_by_name(self.objectives, values)}
+        dashboard.save_note(trial, dashboard.trial_note(stored, measured, self.objectives))
+        attrs = trial.study.user_attrs
+        key = (trial.study._study_id, schema.STUDY_RECOMMENDATION in attrs)
+        if key not in self._noted:
+            self._noted.add(key)
+            dashboard.save_note(trial.study, dashboard.study_note(attrs))
 
     def _on_curve_point(self, trial: optuna.Trial, point: CurvePoint) -> None:
         # Single-objective pruners compare what tracks the study's own objective.
@@ -268,14 +314,13 @@ class PEFTObjective:
         if reporting.should_prune(trial):
             raise optuna.TrialPruned(f"pruned at step {point.step}")
 
-    @staticmethod
-    def _record(trial: optuna.Trial, result: TrialResult, values: tuple[float, ...]) -> None:
+    def _record(self, trial: optuna.Trial, result: TrialResult, values: tuple[float, ...]) -> None:
         trial.set_user_attr(schema.TRIAL_METRICS, result.metrics)
         trial.set_user_attr(schema.TRIAL_TRAINABLE_PARAMETERS, result.trainable_parameters)
         trial.set_user_attr(schema.TRIAL_CURVE, [p.to_dict() for p in result.learning_curve])
         trial.set_user_attr(schema.TRIAL_EVAL_SECONDS, result.eval_seconds)
         trial.set_user_attr("tokens_per_second", result.tokens_per_second)
-        if result.adapter_path is not None:
+        if self.adapters_dir is not None:  # not the scratch copy behind the artifacts
             trial.set_user_attr(schema.TRIAL_ADAPTER, result.adapter_path)
         for key, value in result.extra.items():
             trial.set_user_attr(key, value)
