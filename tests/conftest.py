@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
+from pathlib import Path
+
 import metapeft_optuna  # noqa: F401  (must precede mlx)
 
 import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def import_benchmark(name: str):
+    """A script of ``benchmarks/`` as a module (its sibling imports resolved there)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
 
 
 @pytest.fixture(scope="session")

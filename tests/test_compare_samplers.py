@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import csv
 import sys
-from pathlib import Path
 
 from metapeft_optuna.meta import ExperienceBuffer, MetaPEFTSystem, SurrogateConfig
 
 import numpy as np
 import pytest
+from conftest import import_benchmark
 from synthetic_experience import TASKS, synthetic_experiences
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_samplers.py"
 
 
 @pytest.fixture(scope="module")
 def compare():
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import compare_samplers
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return compare_samplers
+    return import_benchmark("compare_samplers")
 
 
 def test_hypervolume_curve_is_monotone_and_reaches_one_on_the_best_front(compare):

@@ -3,25 +3,12 @@ a real browser (headless Chromium; skipped where none is installed)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "dashboard_check.py"
-
-
-@pytest.fixture(scope="module")
-def dashboard_check():
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import dashboard_check
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return dashboard_check
+from conftest import import_benchmark
 
 
-def test_notes_and_artifacts_render_in_a_browser(dashboard_check, tmp_path):
+def test_notes_and_artifacts_render_in_a_browser(tmp_path):
+    dashboard_check = import_benchmark("dashboard_check")
     browser = dashboard_check.find_browser()
     if browser is None:
         pytest.skip("no Chromium here (Debian: apt-get install chromium)")
