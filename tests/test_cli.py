@@ -280,3 +280,39 @@ def test_adapters_and_notes_reach_the_dashboard(tune_args, tmp_path, monkeypatch
     memory = next(line for line in trial_note.splitlines() if line.startswith("| peak_memory"))
     assert memory.endswith(f"| {trial.values[1]:.1f} |")  # measured, from the values
     assert "**Settings (lora)**" in trial_note and "| learning_rate |" in trial_note
+
+
+def test_export_the_best_trial_and_generate(tune_args, tmp_path, capsys, monkeypatch):
+    """A LoRA study's best trial, exported, generates with `mlx_lm generate`; a prompt
+    tuning study's with `metapeft generate` (which mlx-lm cannot run)."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("METAPEFT_PRIOR", "none")
+    storage = f"sqlite:///{tmp_path / 'cli.db'}"
+    for method in ("lora", "prompt_tuning"):
+        args = [*tune_args, "--sampler", "random", "--trials", "2", "--methods", method]
+        assert main([*args, "--study-name", method]) == 0
+        out = tmp_path / f"export-{method}"
+        capsys.readouterr()
+        command = ["export", "--storage", storage, "--study-name", method, "--out", str(out)]
+        assert main(command) == 0
+        printed = capsys.readouterr().out
+        assert f"({method}) exported to {out}" in printed and "metapeft generate" in printed
+    prompt = "Bits: 0110\nParity:"
+    lora = tmp_path / "export-lora"
+    result = subprocess.run(
+        [sys.executable, "-m", "mlx_lm", "generate", "--model", str(lora / "model"),
+         "--adapter-path", str(lora / "adapter"), "--prompt", prompt, "--max-tokens", "4"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    prompt_dir = tmp_path / "export-prompt_tuning"
+    generate = ["generate", "--model", str(prompt_dir / "model"), "--prompt", prompt]
+    assert (
+        main([*generate, "--adapter-path", str(prompt_dir / "adapter"), "--max-tokens", "4"]) == 0
+    )
+    assert main(["export", "--storage", storage, "--study-name", "prompt_tuning", "--fuse"]) == 2
+    assert "no weights to merge" in capsys.readouterr().err
+    assert main(["export", "--storage", storage, "--study-name", "nope"]) == 2
+    assert "its studies: lora, prompt_tuning" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from metapeft_optuna.peft import (
     load_adapter,
     read_adapter_config,
     save_adapter,
+    save_mlx_lm_adapter,
 )
 from metapeft_optuna.peft.adalora import RankAllocator
 from metapeft_optuna.research import LoRAAdapter, SimpleClassifier
@@ -117,6 +118,78 @@ def test_mlx_lm_written_lora_file_loads_here(tmp_path):
         load_adapter(fresh, tmp_path / "a").num_trainable_parameters
         == adapter.num_trainable_parameters
     )
+
+
+def test_adalora_exports_as_the_mlx_lm_lora_it_is(tmp_path):
+    """AdaLoRA's SVD-form update, pruned ranks included, written as mlx-lm LoRA: mlx-lm
+    loads it and its logits match ours."""
+    from mlx_lm.tuner.utils import load_adapters
+
+    model, tokenizer, _ = load_model("tiny")
+    config = AdaLoRAConfig(init_r=4, target_r=2, tinit=1, tfinal=2, delta_t=1, total_step=6)
+    adapter = AdapterFactory.create_adapter("adalora", model, config)
+    _train(adapter, tokenizer, 6)
+    adapter.eval()
+    assert adapter.active_rank() < 4  # some singular values were pruned
+    save_mlx_lm_adapter(adapter, tmp_path / "adapter")
+    written = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert written["fine_tune_type"] == "lora" and written["lora_parameters"]["rank"] == 4
+    fresh, _, _ = load_model("tiny")
+    load_adapters(fresh, str(tmp_path / "adapter"))
+    tokens = _tokens(tokenizer)
+    assert mx.allclose(fresh(tokens), adapter.logits(adapter(tokens)), atol=1e-5)
+
+
+def test_prompt_methods_are_not_written_for_mlx_lm():
+    model, _, _ = load_model("tiny")
+    adapter = AdapterFactory.create_adapter("prefix_tuning", model, {"num_virtual_tokens": 2})
+    with pytest.raises(AdapterCreationError, match="through metapeft generate"):
+        save_mlx_lm_adapter(adapter, "/nonexistent/never-written")
+
+
+def test_mlx_lm_all_layers_file_loads_here(tmp_path):
+    """`mlx_lm lora --num-layers -1` writes num_layers -1: every block."""
+    model, _, _ = load_model("tiny")
+    adapter = AdapterFactory.create_adapter("lora", model, {"rank": 2})
+    save_adapter(adapter, tmp_path / "a")
+    config_path = tmp_path / "a" / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    del config["metapeft"]
+    config["num_layers"] = -1
+    config_path.write_text(json.dumps(config))
+    assert read_adapter_config(tmp_path / "a")[1]["num_layers"] is None
+    fresh, _, _ = load_model("tiny")
+    assert load_adapter(fresh, tmp_path / "a").num_trainable_parameters == (
+        adapter.num_trainable_parameters
+    )
+
+
+@pytest.mark.parametrize("method", [m.value for m in PEFTMethod])
+def test_save_load_generate_round_trip(tmp_path, method):
+    """Every method's saved adapter generates, through metapeft's generate, exactly what
+    the trained adapter generates in memory."""
+    from metapeft_optuna.training.evaluation import greedy_decode
+    from metapeft_optuna.training.generation import generate
+
+    model, tokenizer, _ = load_model("tiny")
+    adapter = AdapterFactory.create_adapter(method, model, _small_config(method))
+    _train(adapter, tokenizer, 3)
+    adapter.eval()
+    save_adapter(adapter, tmp_path / "adapter")
+    prompt = "Bits: 0110\nParity:"
+    expected = greedy_decode(
+        adapter, [tokenizer.encode(prompt, add_special_tokens=False)], 5, set()
+    )
+    text = generate("tiny", prompt, tmp_path / "adapter", max_tokens=5)
+    assert text == tokenizer.decode(expected[0])
+
+
+def _small_config(method: str) -> dict:
+    if method == "adalora":
+        return {"init_r": 4, "target_r": 2, "tinit": 1, "tfinal": 1, "total_step": 3}
+    if method in ("prompt_tuning", "prefix_tuning", "p_tuning"):
+        return {"num_virtual_tokens": 3}
+    return {"rank": 2}
 
 
 def test_adalora_rank_falls_to_target_by_the_end_of_the_schedule():

@@ -18,6 +18,7 @@ from .commands import (
     cmd_recommend,
     cmd_tasks_list,
 )
+from .export import add_commands as add_export_commands
 from .tune import MAIN_STORAGE, MAIN_TASK, cmd_main, cmd_tune
 
 
@@ -182,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0, help="seed of the networks' training")
     train.set_defaults(func=cmd_prior_train)
     prior_commands.add_parser("show", help="what the prior knows").set_defaults(func=cmd_prior_show)
+
+    add_export_commands(commands)
 
     experience = commands.add_parser("experience", help="experience files")
     experience_commands = experience.add_subparsers(dest="experience_command", required=True)

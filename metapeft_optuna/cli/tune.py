@@ -59,12 +59,12 @@ def parse_methods(text: str | None):
     return PEFTSearchSpace(methods=names)
 
 
-def output_dir(args: argparse.Namespace) -> Path:
-    """Where the study's files go: ``--out-dir``, else beside a file storage (SQLite or
-    journal file), else the current directory."""
-    if args.out_dir:
-        return Path(args.out_dir)
-    storage = str(args.storage)
+def output_dir(storage: str, chosen: str | None = None) -> Path:
+    """Where a study's files go: ``chosen`` (``--out-dir``), else beside a file storage
+    (SQLite or journal file), else the current directory."""
+    if chosen:
+        return Path(chosen)
+    storage = str(storage)
     if storage.startswith("sqlite:///"):
         return Path(storage[len("sqlite:///") :]).parent
     if "://" not in storage:
@@ -97,9 +97,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     budget = TrainingBudget(
         eval_examples=args.eval_examples, memory_limit_mb=args.memory_limit_mb, seed=args.seed or 0
     )
-    artifacts = (
-        None if args.no_artifacts else Path(args.artifacts or output_dir(args) / "artifacts")
-    )
+    out = output_dir(args.storage, args.out_dir)
+    artifacts = None if args.no_artifacts else Path(args.artifacts or out / "artifacts")
     objective = PEFTObjective(
         task,
         model=args.model,
@@ -175,7 +174,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
             print("\n".join(wrap("  " + text, indent="    ")))
     quality = schema.quality_objective(objectives)
     if done and quality and set(objectives) & set(schema.COST_OBJECTIVES):
-        path = Path(args.plot) if args.plot else output_dir(args) / f"{study_name}-pareto.png"
+        path = Path(args.plot) if args.plot else out / f"{study_name}-pareto.png"
         print(f"\nPareto plot:\n  {save_pareto_plot(study, path, objectives)}")
     dashboard = f"optuna-dashboard {args.storage}"
     if artifacts:

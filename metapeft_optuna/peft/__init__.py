@@ -8,7 +8,7 @@ the search part (:class:`MethodSearch`) on import.
 from .adalora import AdaLoRAConfig, AdaLoRAModelAdapter, RankAllocator, SVDLinear
 from .base import BaseAdapter
 from .config import AdapterConfig
-from .io import load_adapter, read_adapter_config, save_adapter
+from .io import load_adapter, read_adapter_config, save_adapter, save_mlx_lm_adapter
 from .lora import DoRAConfig, DoRAModelAdapter, LoRAConfig, LoRAModelAdapter
 from .method import PEFTMethod
 from .p_tuning import PromptEncoder, PTuningAdapter, PTuningConfig
@@ -48,4 +48,5 @@ __all__ = [
     "register_search",
     "resolve_method",
     "save_adapter",
+    "save_mlx_lm_adapter",
 ]

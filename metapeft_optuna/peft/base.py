@@ -144,6 +144,20 @@ class BaseAdapter(nn.Module):
             },
         }
 
+    def mlx_lm_files(self) -> tuple[dict[str, Any], dict[str, mx.array]]:
+        """``(adapter_config.json content, weights)`` in mlx-lm's LoRA/DoRA format, which
+        ``mlx_lm generate --adapter-path`` and ``mlx_lm fuse`` read.
+
+        Raises:
+            AdapterCreationError: The method has no weight updates mlx-lm can apply
+                (virtual tokens, key/value prefixes).
+        """
+        raise AdapterCreationError(
+            f"{self.method}: mlx-lm applies LoRA and DoRA weight updates only; generate "
+            "with this adapter through metapeft generate (or "
+            "metapeft_optuna.training.generate)."
+        )
+
     def fuse(self, dequantize: bool = False) -> nn.Module:
         """Merge the adapter into plain layers and return the base model."""
         raise AdapterCreationError(

@@ -49,6 +49,21 @@ def save_adapter(adapter: BaseAdapter, path: str | Path) -> Path:
     return path
 
 
+def save_mlx_lm_adapter(adapter: BaseAdapter, path: str | Path) -> Path:
+    """Write ``adapter`` in mlx-lm's LoRA/DoRA format (AdaLoRA converted to the LoRA it
+    is), for ``mlx_lm generate --adapter-path`` and ``mlx_lm fuse``.
+
+    Raises:
+        AdapterCreationError: A method mlx-lm cannot apply (prompt, prefix, P-tuning).
+    """
+    config, weights = adapter.mlx_lm_files()
+    mx.eval(weights)
+    with atomic_directory(path) as tmp:
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        mx.save_safetensors(str(tmp / WEIGHTS_FILE), weights, metadata={"format": "mlx"})
+    return Path(path)
+
+
 def read_adapter_config(path: str | Path) -> tuple[str, dict[str, Any]]:
     """``(method name, config dict)`` from an adapter directory (ours or mlx-lm's)."""
     path = Path(path)
@@ -80,7 +95,8 @@ def read_adapter_config(path: str | Path) -> tuple[str, dict[str, Any]]:
         "alpha": float(lora.get("scale", 20.0)) * rank,
         "dropout": float(lora.get("dropout", 0.0)),
         "target_modules": tuple(lora["keys"]) if lora.get("keys") else "all_linear",
-        "num_layers": data.get("num_layers"),
+        # mlx-lm's `--num-layers -1` means every block.
+        "num_layers": None if data.get("num_layers", -1) in (-1, None) else data["num_layers"],
     }
 
 

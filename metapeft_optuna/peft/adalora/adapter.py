@@ -105,6 +105,31 @@ class AdaLoRAModelAdapter(BaseAdapter):
         ranks = self.active_ranks()
         return sum(ranks.values()) / len(ranks)
 
+    def mlx_lm_files(self) -> tuple[dict[str, Any], dict[str, mx.array]]:
+        """The adapter as an mlx-lm LoRA of rank ``init_r`` with identical outputs.
+
+        AdaLoRA's update ``scale * B diag(E) A`` is a LoRA update with mlx-lm's
+        ``lora_a = (A * E)^T`` (in, r) and ``lora_b = B^T`` (r, out) at the same scale;
+        singular values pruned by the rank allocation are zeros of E, so they stay null.
+        """
+        weights = {}
+        for path, module in self.svd_modules().items():
+            weights[f"{path}.lora_a"] = (module.lora_A * module.lora_E).T
+            weights[f"{path}.lora_b"] = module.lora_B.T
+        # Paths are model.layers.<block>.<key>: the adapted keys and blocks (the last ones).
+        keys = sorted({p.split(".", 3)[3] for p in self.svd_paths})
+        config = {
+            "fine_tune_type": "lora",
+            "num_layers": len({p.split(".")[2] for p in self.svd_paths}),
+            "lora_parameters": {
+                "rank": self.config.init_r,
+                "scale": self.config.alpha / self.config.init_r,
+                "dropout": 0.0,
+                "keys": keys,
+            },
+        }
+        return config, weights
+
     def fuse(self, dequantize: bool = False) -> nn.Module:
         replace_modules(self.base, [(p, m.fuse(dequantize)) for p, m in self.svd_modules().items()])
         return self.base

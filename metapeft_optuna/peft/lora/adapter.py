@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_unflatten
 from mlx_lm.tuner.dora import DoRALinear
@@ -101,6 +102,10 @@ class LoRAModelAdapter(BaseAdapter):
             "num_layers": self.num_layers,
             "lora_parameters": self.lora_parameters(),
         }
+
+    def mlx_lm_files(self) -> tuple[dict[str, Any], dict[str, mx.array]]:
+        """Our own files: they are mlx-lm's format (plus a ``metapeft`` section)."""
+        return self.file_config(), self.adapter_weights()
 
     def fuse(self, dequantize: bool = False) -> nn.Module:
         """Merge ``scale * B A`` (and DoRA's magnitude) into plain linear layers.
