@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from metapeft_optuna.cli import main
 from metapeft_optuna.meta import ExperienceBuffer, MetaPEFTSystem
 
@@ -219,7 +221,7 @@ def test_a_six_trial_study_reads_in_100_columns(tune_args, tmp_path, capsys, mon
     per_trial = [line for line in lines if line.startswith("trial ") and " · " in line]
     assert len(per_trial) == 6 and "cold start" in per_trial[0] and "accuracy" in per_trial[0]
     assert "settings:" in out and "learning_rate=" in out
-    assert (tmp_path / "parity@64-tiny-meta-pareto.png").stat().st_size > 1000
+    assert (tmp_path / "study-1-pareto.png").stat().st_size > 1000
 
 
 def test_methods_restrict_the_search_and_keep_the_prior(tune_args, tmp_path, capsys):
@@ -316,3 +318,66 @@ def test_export_the_best_trial_and_generate(tune_args, tmp_path, capsys, monkeyp
     assert "no weights to merge" in capsys.readouterr().err
     assert main(["export", "--storage", storage, "--study-name", "nope"]) == 2
     assert "its studies: lora, prompt_tuning" in capsys.readouterr().err
+
+
+def test_a_dead_workers_trial_is_failed_and_its_configuration_retried(
+    tune_args, tmp_path, monkeypatch
+):
+    """A trial left RUNNING by a killed process (its heartbeat stopped) becomes FAIL at
+    the next run's first trial, and its configuration runs again."""
+    from metapeft_optuna.meta import storages
+    from metapeft_optuna.training import PEFTSearchSpace
+
+    monkeypatch.setenv("METAPEFT_PRIOR", "none")
+    monkeypatch.setattr(storages, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(storages, "GRACE_SECONDS", 1)
+    storage = storages.open_storage(f"sqlite:///{tmp_path / 'cli.db'}", heartbeat=True)
+    study = optuna.create_study(
+        study_name="z", storage=storage, directions=["maximize", "minimize", "minimize"]
+    )
+    zombie = study.ask()
+    PEFTSearchSpace(methods=("lora",)).suggest(zombie, num_layers=2)
+    storage.record_heartbeat(zombie._trial_id)  # then the process "dies"
+    time.sleep(2)
+    args = [*tune_args, "--study-name", "z", "--sampler", "random", "--methods", "lora"]
+    assert main([*args, "--trials", "2"]) == 0
+    trials = optuna.load_study(study_name="z", storage=storage).trials
+    assert trials[0].state == optuna.trial.TrialState.FAIL
+    retried = [t for t in trials if storages.RETRY.retried_trial_number(t) == 0]
+    assert len(retried) == 1 and retried[0].params == trials[0].params
+    assert retried[0].state == optuna.trial.TrialState.COMPLETE
+
+
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_a_stop_signal_fails_the_running_trial_and_prints_the_study(
+    tune_args, tmp_path, capsys, monkeypatch, stop
+):
+    """Ctrl-C or a scheduler's SIGTERM during a fine-tune: that trial is marked failed with
+    its reason, the finished trials are shown, exit code 128 + the signal, no traceback."""
+    import os
+    import signal
+
+    from metapeft_optuna.training import objective as objective_module
+
+    monkeypatch.setenv("METAPEFT_PRIOR", "none")
+    real = objective_module.fine_tune
+    calls = []
+
+    def fine_tune(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), getattr(signal, stop))
+            time.sleep(5)  # the handler raises before this ends
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(objective_module, "fine_tune", fine_tune)
+    code = main([*tune_args, "--sampler", "random", "--trials", "4"])
+    assert code == 128 + getattr(signal, stop)
+    out = capsys.readouterr().out
+    assert f"stopped by {stop}" in out and "1 finished trials" in out
+    trials = optuna.load_study(
+        study_name="parity@64-tiny-random", storage=f"sqlite:///{tmp_path / 'cli.db'}"
+    ).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL"]
+    assert trials[1].user_attrs["fail_reason"] == f"interrupted ({stop})"
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored

@@ -121,7 +121,7 @@ def _add_tune_options(parser: argparse.ArgumentParser, *, main: bool) -> None:
         help="folder for the study's files, e.g. the Pareto plot (default: beside a SQLite "
         "or journal storage, else the current directory)",
     )
-    parser.add_argument("--plot", help="Pareto plot PNG (default: OUT_DIR/<study>-pareto.png)")
+    parser.add_argument("--plot", help="Pareto plot PNG (default: OUT_DIR/study-<id>-pareto.png)")
     parser.add_argument(
         "--no-prior",
         action="store_true",

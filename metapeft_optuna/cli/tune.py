@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Sequence
+import signal
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from .. import schema
@@ -72,6 +75,33 @@ def output_dir(storage: str, chosen: str | None = None) -> Path:
     return Path.cwd()
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM during a study (a KeyboardInterrupt, so Optuna marks the running
+    trial failed). ``str()`` is the signal's name."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def stop_signals() -> Iterator[None]:
+    """Turn SIGINT and SIGTERM (what schedulers send) into :class:`Interrupted`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+
 def artifact_store(path: Path):
     """Optuna's file-system artifact store at ``path`` (created if missing)."""
     import optuna
@@ -90,7 +120,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from ..tasks import load_task
     from ..training import PEFTObjective, TrainingBudget
 
-    storage = open_storage(args.storage)  # a bad storage fails before the model loads
+    # A bad storage fails before the model loads; heartbeats fail dead workers' trials.
+    storage = open_storage(args.storage, heartbeat=True)
     space = parse_methods(args.methods)
     objectives = parse_objectives(args.objectives)
     task = load_task(args.task)
@@ -139,14 +170,26 @@ def cmd_tune(args: argparse.Namespace) -> int:
     objectives = objective.objectives
     finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     remaining = args.trials - len(study.get_trials(deepcopy=False, states=finished))
+    code = 0
     if remaining > 0:
-        study.optimize(
-            objective,
-            n_trials=remaining,
-            timeout=args.timeout,
-            show_progress_bar=not args.quiet,
-            callbacks=[MaxTrialsCallback(args.trials, states=finished), TrialPrinter(objectives)],
-        )
+        try:
+            with stop_signals():
+                study.optimize(
+                    objective,
+                    n_trials=remaining,
+                    timeout=args.timeout,
+                    show_progress_bar=not args.quiet,
+                    callbacks=[
+                        MaxTrialsCallback(args.trials, states=finished),
+                        TrialPrinter(objectives),
+                    ],
+                )
+        except Interrupted as stop:
+            code = 128 + stop.signum
+            print(
+                f"\nstopped by {stop}: the running trial is marked failed; run the same "
+                "command to resume."
+            )
     else:
         print(f"study {study_name!r} has its {args.trials} trials already; showing it.")
     recommendation = study.user_attrs.get(schema.STUDY_RECOMMENDATION)
@@ -174,13 +217,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
             print("\n".join(wrap("  " + text, indent="    ")))
     quality = schema.quality_objective(objectives)
     if done and quality and set(objectives) & set(schema.COST_OBJECTIVES):
-        path = Path(args.plot) if args.plot else out / f"{study_name}-pareto.png"
+        # Named by the study's id: a study name is the user's text, never a path.
+        path = Path(args.plot) if args.plot else out / f"study-{study._study_id}-pareto.png"
         print(f"\nPareto plot:\n  {save_pareto_plot(study, path, objectives)}")
     dashboard = f"optuna-dashboard {args.storage}"
     if artifacts:
         dashboard += f" \\\n      --artifact-dir {artifacts}"
     print(f"\nInspect the study (notes, adapters, curves) in the dashboard:\n  {dashboard}")
-    return 0
+    return code
 
 
 def cmd_main(args: argparse.Namespace) -> int:

@@ -22,12 +22,25 @@ from .peft_experience import PEFTExperience
 
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql", "oracle", "mssql")
 JOURNAL_SUFFIXES = (".log", ".journal")
+# A running trial records a heartbeat this often; one silent for GRACE_SECONDS is stale:
+# its process died (kill -9, a lost machine). Heartbeats come from a thread beside the
+# fine-tune, which holds the GIL for well under a second at a time.
+HEARTBEAT_SECONDS = 20
+GRACE_SECONDS = 120
+RETRY = optuna.storages.RetryHeartbeatStaleTrialCallback  # a stale trial's configuration
 
 
-def open_storage(spec: str | Path | optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
+def open_storage(
+    spec: str | Path | optuna.storages.BaseStorage, *, heartbeat: bool = False
+) -> optuna.storages.BaseStorage:
     """The Optuna storage a user names: an RDB URL (``sqlite:///studies/x.db``,
     ``postgresql://...``), a journal file (a path ending in ``.log`` or ``.journal``; one
     file that several processes may share), or a storage object (returned as is).
+
+    With ``heartbeat`` an RDB storage records heartbeats of running trials: a trial whose
+    process died is failed by the next trial of any worker (Optuna's
+    ``fail_stale_trials``) instead of staying RUNNING for ever, and its configuration is
+    retried once (``RetryHeartbeatStaleTrialCallback``). Journal files have no heartbeats.
 
     Raises:
         ConfigError: Anything else (a plain path, an unknown scheme), saying how to
@@ -55,7 +68,16 @@ def open_storage(spec: str | Path | optuna.storages.BaseStorage) -> optuna.stora
         )
     if scheme == "sqlite":
         Path(text.split(":///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.get_storage(text)
+    if not heartbeat:
+        return optuna.storages.get_storage(text)
+    with warnings.catch_warnings():  # heartbeats are flagged experimental, stable since 2.x
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            text,
+            heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=GRACE_SECONDS,
+            heartbeat_stale_trial_callback=RETRY(max_retry=1),
+        )
 
 
 def storage_experiences(

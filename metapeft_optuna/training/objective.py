@@ -273,6 +273,9 @@ class PEFTObjective:
                 on_curve_point=lambda p: self._on_curve_point(trial, p),
                 score_accuracy=self.scores_accuracy,
             )
+        except KeyboardInterrupt as exc:  # Optuna fails the trial; say why
+            trial.set_user_attr(schema.TRIAL_FAIL_REASON, f"interrupted ({exc or 'SIGINT'})")
+            raise
         except MetaLearningError as exc:
             trial.set_user_attr(schema.TRIAL_FAIL_REASON, str(exc))
             logger.warning("trial %d failed: %s", trial.number, exc)
