@@ -448,3 +448,33 @@ def test_a_model_the_experience_never_saw_gets_no_memory_or_time_prediction(fitt
     _, portfolio = fitted.portfolio(chars, big, Observations(), 3, rng=np.random.default_rng(0))
     assert all("peak_memory_mb" not in p.prediction() for p in portfolio)
     assert all("memory and time not predicted" in p.reason for p in portfolio[1:])
+
+
+@pytest.mark.parametrize(
+    "memory, seconds",
+    [(float("inf"), 10.0), (700.0, 0.5), (7000.0, 200.0), (50.0, 2.0)],
+    ids=["infinite", "fast-machine", "large", "small"],
+)
+def test_model_based_search_survives_any_values(experiences, memory, seconds):
+    """A study whose values are infinite or far from the experience's scale still gets
+    finite EHVI and predictions, at the study's own scale (not a silent cold start)."""
+    from metapeft_optuna.meta import MetaPEFTSystem, SurrogateConfig
+    from metapeft_optuna.meta.hpo import Observations
+
+    config = SurrogateConfig(members=2, joint_steps=150, reptile_iterations=5)
+    system = MetaPEFTSystem(surrogate_config=config).fit(ExperienceBuffer(experiences))
+    first = experiences[0]
+    rng = np.random.default_rng(0)
+    params = [system.search_space.sample(rng) for _ in range(4)]
+    metrics = [
+        {"accuracy": 0.6 + 0.05 * i, "peak_memory_mb": memory * (1 + 0.1 * i),
+         "train_seconds": seconds * (1 + 0.2 * i)}
+        for i in range(4)
+    ]  # fmt: skip
+    observations = Observations(schema.DEFAULT_OBJECTIVES, params, metrics, number=4)
+    proposal = system.propose(first.task_characteristics, first.model_info, observations, rng=rng)
+    assert np.isfinite(proposal.acquisition) and not proposal.reason.startswith("cold start")
+    predicted = proposal.prediction()
+    assert all(np.isfinite(predicted[k]) for k in schema.DEFAULT_OBJECTIVES)
+    if np.isfinite(memory):  # within a factor of 3 of the study's own scale
+        assert memory / 3 < predicted["peak_memory_mb"] < memory * 1.4 * 3

@@ -4,7 +4,7 @@ acquisition on the (adapted) surrogate."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -195,8 +195,10 @@ class MetaHyperparameterOptimizer:
         full_mean, full_std = surrogate.predict(context, encoded)
         columns, signs = target_columns(objectives)
         unknown = [o for o, c in zip(objectives, columns) if np.isnan(full_mean[:, c]).all()]
-        if unknown:
-            return self._cold_start(n, rng, used, methods, observations.number)
+        if unknown:  # e.g. an objective no experience measured
+            proposals = self._cold_start(n, rng, used, methods, observations.number)
+            why = f"cold start: the meta-model does not predict {', '.join(unknown)}"
+            return [replace(p, reason=why) for p in proposals]
         # The study's objectives only, all minimised.
         mean, std = full_mean[:, columns] * signs, full_std[:, columns]
         observed = (
@@ -205,7 +207,7 @@ class MetaHyperparameterOptimizer:
             ]
             * signs
         )
-        observed = observed[~np.isnan(observed).any(axis=1)]
+        observed = observed[np.isfinite(observed).all(axis=1)]  # unknown or infinite: out
         if len(objectives) > 1:
             keep = self._screen(mean, std, observed)
             pool, mean, std = [pool[i] for i in keep], mean[keep], std[keep]

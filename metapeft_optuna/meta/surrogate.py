@@ -33,6 +33,7 @@ from .networks import SurrogateNet
 from .reptile import ReptileLearner
 
 OBJECTIVES = len(schema.METRICS)
+ADAPT_CLIP = 4.0  # standardised units: how far adaptation may move a prediction by SGD
 
 
 @dataclass
@@ -108,6 +109,8 @@ class PEFTSurrogate:
         self.target_scaler_: Standardizer | None = None
         self.noise_: np.ndarray | None = None
         self.known_targets_: np.ndarray | None = None  # columns the experience measured
+        # Per-objective shift (standardised units) that adapt() found for one study.
+        self.offset_ = np.zeros(len(schema.METRICS), dtype=np.float32)
 
     @property
     def is_fitted(self) -> bool:
@@ -273,14 +276,27 @@ class PEFTSurrogate:
         if len(configs) == 0:
             return adapted
         x = self._inputs(context, np.asarray(configs, dtype=np.float32))
-        y = mx.array(self.target_scaler_.transform(np.asarray(targets, dtype=np.float32)))
+        y = self.target_scaler_.transform(np.asarray(targets, dtype=np.float64))
+        y = np.where(np.isfinite(y), y, np.nan)  # an infinite value says nothing: masked
+        # Robust to any scale: a study far from the experience (a faster machine, a larger
+        # model) first shifts each objective by the median gap between its values and the
+        # prediction; SGD then adapts to what is left, clipped, so it cannot diverge.
+        unadapted = np.stack([np.array(m(x)) for m in self.members_]).mean(axis=0)
+        gaps = y - unadapted
+        known = ~np.isnan(gaps).all(axis=0)
+        offset = np.zeros(y.shape[1], dtype=np.float32)
+        offset[known] = np.nanmedian(gaps[:, known], axis=0)
+        adapted.offset_ = self.offset_ + offset
+        residual = mx.array(np.clip(y - offset, -ADAPT_CLIP, ADAPT_CLIP).astype(np.float32))
         steps = steps or 2 * self.config.inner_steps
         members = []
         for member in self.members_:
             clone = self._clone(member)
             learner = ReptileLearner(clone, self.config.inner_lr, self.config.outer_lr, steps)
-            clone.update(learner.adapt(x, y, masked_mse))
-            members.append(clone)
+            clone.update(learner.adapt(x, residual, masked_mse))
+            weights = tree_flatten(clone.parameters())
+            finite = all(np.isfinite(np.array(v)).all() for _, v in weights)
+            members.append(clone if finite else member)  # a diverged member stays as it was
         adapted.members_ = members
         return adapted
 
@@ -310,7 +326,7 @@ class PEFTSurrogate:
         self._check()
         x = self._inputs(context, np.asarray(configs, dtype=np.float32))
         outputs = np.stack([np.array(member(x)) for member in self.members_])
-        mean = outputs.mean(axis=0)
+        mean = outputs.mean(axis=0) + self.offset_
         std = np.sqrt(outputs.var(axis=0) + self.noise_**2)  # NaN where unknown
         mean = np.where(self.known_targets_, self.target_scaler_.inverse_transform(mean), np.nan)
         return mean, self.target_scaler_.inverse_scale(std)
