@@ -129,6 +129,26 @@ def test_experience_export(tmp_path, tune_args, capsys, monkeypatch):
     assert len(ExperienceBuffer.from_storages([str(out)])) == 3
 
 
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--trials", "-3", "--trials=-3"),
+        ("--timeout", "-1", "--timeout=-1"),
+        ("--adapters-dir", "FILE", "a file, not a folder"),
+    ],
+)
+def test_bad_tune_options_are_one_line_before_anything_runs(
+    tune_args, tmp_path, capsys, option, value, message
+):
+    if value == "FILE":
+        value = str(tmp_path / "file.txt")
+        (tmp_path / "file.txt").write_text("x")
+    assert main([*tune_args, option, value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "cli.db").exists()  # nothing was created
+
+
 def test_clear_errors(capsys):
     assert main(["tune", "--task", "no_such_task", "--model", "tiny"]) == 2
     assert "unknown task 'no_such_task'" in capsys.readouterr().err

@@ -115,11 +115,19 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
+    from ..errors import ConfigError
     from ..meta.storages import open_storage
     from ..pruners import MetaPEFTPruner
     from ..tasks import load_task
     from ..training import PEFTObjective, TrainingBudget
+    from ..validation import check_int, check_number
 
+    check_int("metapeft tune", "--trials", args.trials)
+    check_number("metapeft tune", "--timeout", args.timeout, 0, low_open=True, optional=True)
+    check_int("metapeft tune", "--eval-examples", args.eval_examples)
+    for option, folder in (("--adapters-dir", args.adapters_dir), ("--artifacts", args.artifacts)):
+        if folder and Path(folder).exists() and not Path(folder).is_dir():
+            raise ConfigError(f"{option} {folder}: a file, not a folder; name a folder.")
     # A bad storage fails before the model loads; heartbeats fail dead workers' trials.
     storage = open_storage(args.storage, heartbeat=True)
     space = parse_methods(args.methods)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import random
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -28,6 +30,11 @@ JOURNAL_SUFFIXES = (".log", ".journal")
 HEARTBEAT_SECONDS = 20
 GRACE_SECONDS = 120
 RETRY = optuna.storages.RetryHeartbeatStaleTrialCallback  # a stale trial's configuration
+SCHEMA_ATTEMPTS = 5
+DRIVERS = {
+    "postgresql": "pip install 'metapeft-optuna[postgres]' (psycopg 3)",
+    "mysql": "pip install pymysql and write mysql+pymysql://...",
+}
 
 
 def open_storage(
@@ -68,16 +75,44 @@ def open_storage(
         )
     if scheme == "sqlite":
         Path(text.split(":///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
-    if not heartbeat:
-        return optuna.storages.get_storage(text)
-    with warnings.catch_warnings():  # heartbeats are flagged experimental, stable since 2.x
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            text,
-            heartbeat_interval=HEARTBEAT_SECONDS,
-            grace_period=GRACE_SECONDS,
-            heartbeat_stale_trial_callback=RETRY(max_retry=1),
-        )
+    if text.startswith("postgresql://"):  # psycopg 3 whatever SQLAlchemy's default driver
+        text = "postgresql+psycopg://" + text[len("postgresql://") :]
+    options: dict[str, Any] = {}
+    if heartbeat:
+        options = {
+            "heartbeat_interval": HEARTBEAT_SECONDS,
+            "grace_period": GRACE_SECONDS,
+            "heartbeat_stale_trial_callback": RETRY(max_retry=1),
+        }
+    return _rdb_storage(text, scheme, options)
+
+
+def _rdb_storage(url: str, scheme: str, options: dict[str, Any]) -> optuna.storages.RDBStorage:
+    """``RDBStorage(url)``, its errors as one line each. Workers started together on an
+    empty database race to create its tables: the loser retries (the tables are there)."""
+    import sqlalchemy.exc
+    from sqlalchemy.engine import make_url
+
+    shown = make_url(url).render_as_string(hide_password=True)
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():  # heartbeats are flagged experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, **options)
+        except ImportError:
+            hint = DRIVERS.get(scheme, "the SQLAlchemy driver for this URL")
+            raise ConfigError(f"storage {shown}: its database driver is missing; {hint}.") from None
+        except sqlalchemy.exc.OperationalError as exc:
+            reason = str(exc.orig or exc).strip().splitlines()[0]
+            raise ConfigError(
+                f"storage {shown}: cannot open it ({reason}); check that the server runs, "
+                "the URL's user, password and database, and that the folder is writable."
+            ) from None
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == SCHEMA_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 + random.random())  # another worker is creating the tables
+    raise AssertionError("unreachable")
 
 
 def storage_experiences(
