@@ -121,3 +121,11 @@ class SurrogateNet(nn.Module):
     def __call__(self, inputs: mx.array) -> mx.array:
         context, config = inputs[:, : self.context_dim], inputs[:, self.context_dim :]
         return self.head(mx.concatenate([self.embedder(context), config], axis=1))
+
+
+def masked_mse(prediction: mx.array, target: mx.array) -> mx.array:
+    """Mean squared error over the known (non-NaN) targets (the surrogate's loss: an
+    experience may lack some objectives)."""
+    known = ~mx.isnan(target)
+    diff = mx.where(known, prediction - mx.where(known, target, 0.0), 0.0)
+    return (diff * diff).sum() / mx.maximum(known.sum(), 1)

@@ -29,7 +29,7 @@ from ..training.search_space import PEFTSearchSpace
 from ..validation import check_int, check_number
 from .experience import ExperienceBuffer
 from .features import Standardizer, experience_arrays
-from .networks import SurrogateNet
+from .networks import SurrogateNet, masked_mse
 from .reptile import ReptileLearner
 
 OBJECTIVES = len(schema.METRICS)
@@ -77,13 +77,6 @@ class SurrogateConfig:
         for name in ("learning_rate", "inner_lr", "outer_lr"):
             check_number("SurrogateConfig", name, getattr(self, name), 0, low_open=True)
         check_number("SurrogateConfig", "weight_decay", self.weight_decay, 0)
-
-
-def masked_mse(prediction: mx.array, target: mx.array) -> mx.array:
-    """Mean squared error over the known (non-NaN) targets."""
-    known = ~mx.isnan(target)
-    diff = mx.where(known, prediction - mx.where(known, target, 0.0), 0.0)
-    return (diff * diff).sum() / mx.maximum(known.sum(), 1)
 
 
 class PEFTSurrogate:
