@@ -401,3 +401,27 @@ def test_a_stop_signal_fails_the_running_trial_and_prints_the_study(
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL"]
     assert trials[1].user_attrs["fail_reason"] == f"interrupted ({stop})"
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
+
+
+@pytest.mark.parametrize("damage", ["meta_model.json", "weights.safetensors"])
+def test_a_corrupt_prior_warns_and_starts_cold_or_says_so_in_one_line(
+    tmp_path, monkeypatch, capsys, damage
+):
+    """A prior cut short (an interrupted copy): the default one gives a warning and a
+    cold start; one the user named with METAPEFT_PRIOR gives one line, exit 2."""
+    import shutil
+
+    from metapeft_optuna.meta.prior import load_prior, prior_path, user_prior_path
+
+    monkeypatch.delenv("METAPEFT_PRIOR", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    shutil.copytree(prior_path(), user_prior_path())  # the shipped prior, as the user's
+    damaged = user_prior_path() / damage
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    with pytest.warns(UserWarning, match="not used .a cold start.*retrain"):
+        assert load_prior() is None
+    monkeypatch.setenv("METAPEFT_PRIOR", str(user_prior_path()))
+    capsys.readouterr()
+    assert main(["recommend", "--task", "parity@64", "--model", "tiny"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert damage in err and "metapeft prior train" in err and len(err.splitlines()) == 1

@@ -76,7 +76,13 @@ def load_system(
     meta_path = path / META_FILE
     if not meta_path.is_file():
         raise MetaLearningError(f"{meta_path}: not found; is {path} a saved meta-model?")
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MetaLearningError(
+            f"{meta_path}: not a saved meta-model ({exc}); it may be cut short: retrain it "
+            "with `metapeft prior train`."
+        ) from None
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise MetaLearningError(
             f"{path}: format_version {meta['format_version']} is newer "
@@ -99,7 +105,13 @@ def load_system(
     if (path / EXPERIENCE_FILE).is_file():
         system.experience_buffer.import_jsonl(path / EXPERIENCE_FILE)
     if meta.get("fitted"):
-        arrays = mx.load(str(path / WEIGHTS_FILE))
+        try:
+            arrays = mx.load(str(path / WEIGHTS_FILE))
+        except (RuntimeError, ValueError, OSError) as exc:  # missing or cut short
+            raise MetaLearningError(
+                f"{path / WEIGHTS_FILE}: unreadable ({exc}); retrain the meta-model with "
+                "`metapeft prior train`."
+            ) from None
 
         def part(prefix: str) -> dict[str, mx.array]:
             return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}

@@ -47,15 +47,21 @@ def prior_path() -> Path | None:
 
 
 def load_prior(search_space: PEFTSearchSpace | None = None) -> MetaPEFTSystem | None:
-    """The shipped prior for ``search_space`` (None when absent or trained for another
-    space, in which case a sampler starts cold)."""
+    """The default prior for ``search_space``: None, with a warning, when it is absent,
+    unreadable or trained for another space (a sampler then starts cold).
+
+    Raises:
+        MetaLearningError: The prior ``METAPEFT_PRIOR`` names cannot be used.
+    """
     path = prior_path()
     if path is None:
         return None
     try:
         return MetaPEFTSystem.load(path, search_space)
     except MetaLearningError as exc:
-        warnings.warn(f"the shipped prior is not used: {exc}", stacklevel=2)
+        if os.environ.get(ENV_VAR, "").strip():
+            raise  # the user named this prior: say so, do not start cold silently
+        warnings.warn(f"the prior at {path} is not used (a cold start): {exc}", stacklevel=2)
         return None
 
 
