@@ -425,3 +425,20 @@ def test_a_corrupt_prior_warns_and_starts_cold_or_says_so_in_one_line(
     assert main(["recommend", "--task", "parity@64", "--model", "tiny"]) == 2
     err = capsys.readouterr().err.strip()
     assert damage in err and "metapeft prior train" in err and len(err.splitlines()) == 1
+
+
+def test_the_main_job_gives_tune_every_option_it_reads(monkeypatch):
+    """`metapeft main` (the README's main job) runs tune with its own fixed choices: its
+    arguments must hold every option tune reads (a missing one broke `make run`)."""
+    from metapeft_optuna.cli import build_parser, tune
+
+    seen = {}
+    monkeypatch.setattr(tune, "cmd_tune", lambda args: seen.update(vars(args)) or 0)
+    assert main(["main"]) == 0
+    tune_options = {
+        a.dest
+        for a in build_parser()._subparsers._group_actions[0].choices["tune"]._actions
+        if a.dest != "help"
+    }
+    assert tune_options <= set(seen), tune_options - set(seen)
+    assert seen["task"] == tune.MAIN_TASK and seen["model"] == "smollm2-135m"

@@ -238,5 +238,5 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_main(args: argparse.Namespace) -> int:
     """The README's main job: a real MetaPEFTSampler study with SmolLM2-135M."""
     args.task, args.model, args.sampler, args.pruner = MAIN_TASK, "smollm2-135m", "meta", "meta"
-    args.objectives = None
+    args.objectives = args.methods = None
     return cmd_tune(args)

@@ -77,17 +77,10 @@ def open_storage(
         Path(text.split(":///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
     if text.startswith("postgresql://"):  # psycopg 3 whatever SQLAlchemy's default driver
         text = "postgresql+psycopg://" + text[len("postgresql://") :]
-    options: dict[str, Any] = {}
-    if heartbeat:
-        options = {
-            "heartbeat_interval": HEARTBEAT_SECONDS,
-            "grace_period": GRACE_SECONDS,
-            "heartbeat_stale_trial_callback": RETRY(max_retry=1),
-        }
-    return _rdb_storage(text, scheme, options)
+    return _rdb_storage(text, scheme, heartbeat)
 
 
-def _rdb_storage(url: str, scheme: str, options: dict[str, Any]) -> optuna.storages.RDBStorage:
+def _rdb_storage(url: str, scheme: str, heartbeat: bool) -> optuna.storages.RDBStorage:
     """``RDBStorage(url)``, its errors as one line each. Workers started together on an
     empty database race to create its tables: the loser retries (the tables are there)."""
     import sqlalchemy.exc
@@ -98,6 +91,13 @@ def _rdb_storage(url: str, scheme: str, options: dict[str, Any]) -> optuna.stora
         try:
             with warnings.catch_warnings():  # heartbeats are flagged experimental
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                options: dict[str, Any] = {}
+                if heartbeat:
+                    options = {
+                        "heartbeat_interval": HEARTBEAT_SECONDS,
+                        "grace_period": GRACE_SECONDS,
+                        "heartbeat_stale_trial_callback": RETRY(max_retry=1),
+                    }
                 return optuna.storages.RDBStorage(url, **options)
         except ImportError:
             hint = DRIVERS.get(scheme, "the SQLAlchemy driver for this URL")
