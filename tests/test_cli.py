@@ -442,3 +442,17 @@ def test_the_main_job_gives_tune_every_option_it_reads(monkeypatch):
     }
     assert tune_options <= set(seen), tune_options - set(seen)
     assert seen["task"] == tune.MAIN_TASK and seen["model"] == "smollm2-135m"
+
+
+def test_a_pruned_trial_line_names_its_step():
+    """Multi-objective studies keep the learning curve in a user attribute (Optuna's
+    intermediate values are single-objective): the line reads the step from it."""
+    from metapeft_optuna.cli.report import trial_line
+
+    trial = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.PRUNED,
+        params={"method": "lora"},
+        distributions={"method": optuna.distributions.CategoricalDistribution(["lora"])},
+        user_attrs={"learning_curve": [{"step": 5}, {"step": 10}]},
+    )
+    assert trial_line(trial, ("accuracy", "peak_memory_mb")).endswith("pruned after step 10")

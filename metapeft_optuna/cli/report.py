@@ -66,7 +66,10 @@ def trial_line(trial, objectives: Sequence[str]) -> str:
         ]
         line = " · ".join([head, *parts])
     elif trial.state == TrialState.PRUNED:
-        line = f"{head} · pruned after step {trial.last_step}"
+        # Multi-objective studies report curves as a user attribute, not intermediate values.
+        curve = trial.user_attrs.get(schema.TRIAL_CURVE) or [{}]
+        step = trial.last_step if trial.last_step is not None else curve[-1].get("step", "?")
+        line = f"{head} · pruned after step {step}"
     else:
         reason = trial.user_attrs.get(schema.TRIAL_FAIL_REASON) or trial.state.name.lower()
         line = f"{head} · failed: {reason}"
