@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -183,6 +184,12 @@ def main() -> None:
             started = time.time()
             rows += run_order(order, groups, problems, args, space, Path(workdir))
             print(f"order {order}: {time.time() - started:.0f} s", flush=True)
+    # Every sampler, baselines included, must have run every study: a missing row would
+    # make the comparison a lie, so the script fails instead of reporting it.
+    expected = args.orders * (len(groups) - args.prior_tasks)
+    counts = {name: sum(r["sampler"] == name for r in rows) for name in args.samplers}
+    if any(count != expected for count in counts.values()):
+        sys.exit(f"studies per sampler {counts}, expected {expected} each: a run failed")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "sequential.csv", "w", newline="") as fh:

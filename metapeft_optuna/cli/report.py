@@ -3,29 +3,21 @@ a table that fits 100 columns (settings in a block below it), and 2-D Pareto pan
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
 from .. import schema
 from ..atomic import atomic_write_with
+from ..training.dashboard import measured_text
 
 WIDTH = 100  # the terminal width every table and line fits
-
-
-def _with_se(value: float, se: float | None, digits: int = 3) -> str:
-    if se is None or not math.isfinite(se):
-        return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} ± {se:.{digits}f}"
 
 
 def quality_text(metrics: dict, name: str) -> str:
     """``"0.812 ± 0.020"`` for a quality metric with its standard error (val_loss also
     shows perplexity)."""
-    if metrics.get(name) is None:
-        return "-"
-    text = _with_se(metrics[name], metrics.get(f"{name}_se"))
-    if name == "val_loss" and metrics.get("perplexity") is not None:
+    text = measured_text(metrics, name)
+    if name == "val_loss" and text != "-" and metrics.get("perplexity") is not None:
         text += f" (ppl {metrics['perplexity']:.2f})"
     return text
 

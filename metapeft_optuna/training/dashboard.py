@@ -121,7 +121,9 @@ def _number(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def _measured_text(metrics: Mapping[str, Any], name: str) -> str:
+def measured_text(metrics: Mapping[str, Any], name: str) -> str:
+    """``"0.812 ± 0.020"``: a measured metric with its standard error (``<name>_se``)
+    where there is one; ``"-"`` when it was not measured."""
     value = metrics.get(name)
     if value is None:
         return "-"
@@ -151,7 +153,7 @@ def study_note(attrs: Mapping[str, Any]) -> str:
     baseline = attrs.get(schema.STUDY_BASELINE)
     if baseline:
         quality = [q for q in schema.QUALITY_METRICS if baseline.get(q) is not None]
-        shown = ", ".join(f"{q} {_measured_text(baseline, q)}" for q in quality)
+        shown = ", ".join(f"{q} {measured_text(baseline, q)}" for q in quality)
         lines += [
             f"**Zero-shot baseline** (the untuned model, {baseline.get('test_examples', '?')} "
             f"test examples): {shown}",
@@ -201,7 +203,7 @@ def trial_note(
     lines += ["", "| objective | predicted | measured |", "|---|---:|---:|"]
     for name in objectives:
         lines.append(
-            f"| {name} | {_predicted_text(prediction, name)} | {_measured_text(metrics, name)} |"
+            f"| {name} | {_predicted_text(prediction, name)} | {measured_text(metrics, name)} |"
         )
     lines += ["", f"**Settings ({method})**", "", "| parameter | value |", "|---|---|"]
     for key, value in (trial_attrs.get(schema.TRIAL_HYPERPARAMETERS) or {}).items():
