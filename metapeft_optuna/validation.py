@@ -8,7 +8,9 @@ caller names another class (adapter configs raise ``AdapterCreationError``).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Collection
+from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
@@ -94,6 +96,41 @@ def check_choice(
     """Raise ``error`` unless ``value`` is one of ``choices``."""
     if value not in choices:
         raise error(f"{owner}: {name}={value!r}; use one of {tuple(choices)}.")
+
+
+def check_writable(
+    name: str, path: str | Path, *, folder: bool, error: type[Exception] = ConfigError
+) -> None:
+    """Raise ``error`` unless ``path`` can be written as a file (or used as a folder when
+    ``folder``): it is of that kind or missing, and the nearest existing folder on its
+    way is writable. Nothing is created.
+
+    Example:
+        >>> check_writable("--plot", "/proc/version/a.png", folder=False)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        metapeft_optuna.errors.ConfigError: --plot ...: cannot be created: /proc/version is a...
+    """
+    path = Path(path).expanduser()
+    want = "a folder" if folder else "a file"
+    if path.exists():
+        if path.is_dir() != folder:
+            raise error(
+                f"{name} {path}: {'a folder' if folder is False else 'a file'}, not "
+                f"{want}; name {want}."
+            )
+        nearest = path if folder else path.parent
+    else:
+        nearest = next(p for p in path.absolute().parents if p.exists())
+        if not nearest.is_dir():
+            raise error(
+                f"{name} {path}: cannot be created: {nearest} is a file; name another "
+                f"{want.split()[1]}."
+            )
+    if not os.access(nearest, os.W_OK | os.X_OK) or (
+        path.is_file() and not os.access(path, os.W_OK)
+    ):
+        raise error(f"{name} {path}: {nearest} is not writable; choose a writable location.")
 
 
 def _none(optional: bool) -> str:

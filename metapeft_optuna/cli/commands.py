@@ -8,6 +8,7 @@ import argparse
 import metapeft_optuna
 
 from .. import schema
+from ..validation import check_writable
 from ._table import print_table
 
 
@@ -107,6 +108,8 @@ def cmd_prior_train(args: argparse.Namespace) -> int:
     from ..meta import ExperienceBuffer, MetaPEFTSystem
     from ..meta.prior import base_experience, user_prior_path
 
+    out = args.out or user_prior_path()
+    check_writable("--out", out, folder=True)
     buffer = ExperienceBuffer() if args.only else base_experience()
     before = len(buffer)
     for experience in ExperienceBuffer.from_storages(args.experience or []):
@@ -120,7 +123,6 @@ def cmd_prior_train(args: argparse.Namespace) -> int:
         flush=True,
     )
     system = MetaPEFTSystem(seed=args.seed).fit(buffer)
-    out = args.out or user_prior_path()
     system.save(out)
     print(f"saved the prior to {out}")
     return 0
@@ -158,6 +160,7 @@ def cmd_prior_show(args: argparse.Namespace) -> int:
 def cmd_experience_export(args: argparse.Namespace) -> int:
     from ..meta import ExperienceBuffer
 
+    check_writable("--out", args.out, folder=False)
     buffer = ExperienceBuffer.from_storages(args.storage)
     buffer.export_jsonl(args.out)
     print(f"wrote {len(buffer)} experiences from {len(buffer.task_names())} tasks to {args.out}")

@@ -13,9 +13,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from ..errors import ConfigError
     from ..meta.storages import open_storage
-    from ..training.export import export_trial
+    from ..training.export import export_trial, select_trial
+    from ..validation import check_writable
 
-    storage = open_storage(args.storage)
+    storage = open_storage(args.storage, create=False)
     try:
         study = optuna.load_study(study_name=args.study_name, storage=storage)
     except KeyError:
@@ -24,6 +25,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             f"--study-name {args.study_name!r}: not in {args.storage} "
             f"(its studies: {', '.join(names) or 'none'})."
         ) from None
+    trial = select_trial(study, _trial_number(args.trial), args.objective).number
     artifacts = Path(args.artifacts or output_dir(args.storage) / "artifacts")
     if not artifacts.is_dir():
         raise ConfigError(
@@ -31,12 +33,12 @@ def cmd_export(args: argparse.Namespace) -> int:
             "was run with (metapeft tune --artifacts)."
         )
     out = Path(args.out or output_dir(args.storage) / "exports" / f"study-{study._study_id}")
+    check_writable("--out", out, folder=True)
     done = export_trial(
         study,
         artifact_store(artifacts),
         out,
-        trial=args.trial,
-        objective=args.objective,
+        trial=trial,
         fuse=args.fuse,
         model=args.model,
     )
@@ -48,6 +50,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     for command in done.commands():
         print(f"  {command}")
     return 0
+
+
+def _trial_number(text: str) -> int | str:
+    from ..errors import ConfigError
+
+    if text == "best" or text.isdigit():
+        return text if text == "best" else int(text)
+    raise ConfigError(f"--trial {text!r}: give a trial number (0, 1, ...) or best.")
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

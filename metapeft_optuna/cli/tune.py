@@ -6,11 +6,13 @@ import argparse
 import math
 import signal
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from .. import schema
+from ..validation import check_int, check_number, check_writable
 from ._table import print_table
 from .report import TrialPrinter, baseline_line, pareto_rows, save_pareto_plot, wrap
 
@@ -103,11 +105,52 @@ def stop_signals() -> Iterator[None]:
 
 
 def artifact_store(path: Path):
-    """Optuna's file-system artifact store at ``path`` (created if missing)."""
-    import optuna
+    """A file-system artifact store at ``path`` (created if missing), written atomically."""
+    from ..training.dashboard import AtomicFileSystemArtifactStore
 
     path.mkdir(parents=True, exist_ok=True)
-    return optuna.artifacts.FileSystemArtifactStore(str(path))
+    return AtomicFileSystemArtifactStore(str(path))
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """The options of ``metapeft tune`` that need nothing loaded: numbers, names, the
+    folders and sources it reads or writes.
+
+    Raises:
+        ConfigError: Naming the option, its value and what it must be.
+    """
+    from ..errors import ConfigError
+
+    owner = "metapeft tune"
+    check_int(owner, "--trials", args.trials)
+    check_number(owner, "--timeout", args.timeout, 0, low_open=True, optional=True)
+    check_int(owner, "--eval-examples", args.eval_examples)
+    check_number(owner, "--memory-limit-mb", args.memory_limit_mb, 0, low_open=True, optional=True)
+    if args.study_name is not None and not args.study_name.strip():
+        raise ConfigError("--study-name is empty; give a name, or leave the option out.")
+    if args.adapters_dir:
+        check_writable("--adapters-dir", args.adapters_dir, folder=True)
+    for source in args.experience or ():
+        if "://" not in source and not Path(source).is_file():
+            raise ConfigError(
+                f"--experience {source}: no such file; give storages (sqlite:///PATH, "
+                "postgresql://..., a journal file) or .jsonl exports that exist."
+            )
+
+
+def check_plot_path(path: Path) -> None:
+    """Raise :class:`ConfigError` unless matplotlib can write ``path``'s image type there."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    from ..errors import ConfigError
+
+    types = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix.lower().lstrip(".") not in types:
+        raise ConfigError(
+            f"--plot {path}: unknown image type {path.suffix or '(none)'!r}; end the name "
+            f"with one of {', '.join('.' + t for t in sorted(types))}."
+        )
+    check_writable("--plot", path, folder=False)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -115,38 +158,44 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
-    from ..errors import ConfigError
-    from ..meta.storages import open_storage
+    from ..meta.storages import check_storage, open_storage
+    from ..models.loader import resolve_model
     from ..pruners import MetaPEFTPruner
     from ..tasks import load_task
     from ..training import PEFTObjective, TrainingBudget
-    from ..validation import check_int, check_number
 
-    check_int("metapeft tune", "--trials", args.trials)
-    check_number("metapeft tune", "--timeout", args.timeout, 0, low_open=True, optional=True)
-    check_int("metapeft tune", "--eval-examples", args.eval_examples)
-    for option, folder in (("--adapters-dir", args.adapters_dir), ("--artifacts", args.artifacts)):
-        if folder and Path(folder).exists() and not Path(folder).is_dir():
-            raise ConfigError(f"{option} {folder}: a file, not a folder; name a folder.")
-    # A bad storage fails before the model loads; heartbeats fail dead workers' trials.
-    storage = open_storage(args.storage, heartbeat=True)
+    # Every check that needs no model comes first, and nothing is created until the task,
+    # model spec, options and storage are known to be good.
+    check_options(args)
+    check_storage(args.storage)
     space = parse_methods(args.methods)
     objectives = parse_objectives(args.objectives)
     task = load_task(args.task)
+    resolve_model(args.model)
     budget = TrainingBudget(
         eval_examples=args.eval_examples, memory_limit_mb=args.memory_limit_mb, seed=args.seed or 0
     )
     out = output_dir(args.storage, args.out_dir)
     artifacts = None if args.no_artifacts else Path(args.artifacts or out / "artifacts")
+    check_writable("--out-dir", out, folder=True)
+    if artifacts:
+        check_writable("--artifacts", artifacts, folder=True)
+    plot = Path(args.plot) if args.plot else None
+    if plot:
+        check_plot_path(plot)
     objective = PEFTObjective(
         task,
         model=args.model,
         budget=budget,
         search_space=space,
         adapters_dir=args.adapters_dir,
-        artifact_store=artifact_store(artifacts) if artifacts else None,
         objectives=objectives,
     )
+    study_name = args.study_name or f"{task.name}-{args.model}-{args.sampler}"
+    # Heartbeats fail dead workers' trials; a study of other objectives is refused here.
+    storage = open_storage(args.storage, heartbeat=True)
+    if study_name in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
+        objective.check_objectives(optuna.load_study(study_name=study_name, storage=storage))
     print(f"loading {args.model} and measuring {task.name} ...", flush=True)
     chars = objective.characteristics
     print(
@@ -162,7 +211,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         if args.pruner == "meta"
         else optuna.pruners.NopPruner()
     )
-    study_name = args.study_name or f"{task.name}-{objective.model_name}-{args.sampler}"
+    if artifacts:
+        objective.artifact_store = artifact_store(artifacts)
     study = optuna.create_study(
         study_name=study_name,
         storage=storage,
@@ -175,6 +225,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     # --trials is the study's total, so a resumed run adds what is missing and parallel
     # workers stop together (each may finish the trial it is running beyond it).
     objective.check_study(study)
+    with warnings.catch_warnings():  # experimental API
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # dead workers' trials, before counting
     objectives = objective.objectives
     finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     remaining = args.trials - len(study.get_trials(deepcopy=False, states=finished))
@@ -226,7 +279,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     quality = schema.quality_objective(objectives)
     if done and quality and set(objectives) & set(schema.COST_OBJECTIVES):
         # Named by the study's id: a study name is the user's text, never a path.
-        path = Path(args.plot) if args.plot else out / f"study-{study._study_id}-pareto.png"
+        path = plot or out / f"study-{study._study_id}-pareto.png"
         print(f"\nPareto plot:\n  {save_pareto_plot(study, path, objectives)}")
     dashboard = f"optuna-dashboard {args.storage}"
     if artifacts:

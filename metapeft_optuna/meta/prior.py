@@ -14,10 +14,10 @@ import sys
 import warnings
 from pathlib import Path
 
-from ..errors import MetaLearningError
+from ..errors import ConfigError, MetaLearningError
 from ..training.search_space import PEFTSearchSpace
 from .experience import ExperienceBuffer
-from .persistence import EXPERIENCE_FILE
+from .persistence import EXPERIENCE_FILE, META_FILE
 from .system import MetaPEFTSystem
 
 ENV_VAR = "METAPEFT_PRIOR"
@@ -34,16 +34,24 @@ def user_prior_path() -> Path:
 
 def prior_path() -> Path | None:
     """Where the default prior is: ``METAPEFT_PRIOR``, else the user's prior, else the
-    shipped one; None when there is none (or it is disabled)."""
+    shipped one; None when there is none (or it is disabled).
+
+    Raises:
+        ConfigError: ``METAPEFT_PRIOR`` names a folder without a saved meta-model.
+    """
     setting = os.environ.get(ENV_VAR, "").strip()
     if setting.lower() in {"none", "off", "0"}:
         return None
-    candidates = (
-        [Path(setting).expanduser()]
-        if setting
-        else [user_prior_path(), REPOSITORY_PRIOR, INSTALLED_PRIOR]
-    )
-    return next((p for p in candidates if (p / "meta_model.json").is_file()), None)
+    if setting:
+        path = Path(setting).expanduser()
+        if not (path / META_FILE).is_file():
+            raise ConfigError(
+                f"{ENV_VAR}={setting}: no {META_FILE} there; name a folder written by "
+                f"`metapeft prior train`, or set {ENV_VAR}=none for no prior."
+            )
+        return path
+    candidates = [user_prior_path(), REPOSITORY_PRIOR, INSTALLED_PRIOR]
+    return next((p for p in candidates if (p / META_FILE).is_file()), None)
 
 
 def load_prior(search_space: PEFTSearchSpace | None = None) -> MetaPEFTSystem | None:

@@ -20,6 +20,7 @@ from .. import schema
 from ..errors import ConfigError
 from ..peft import PEFTMethod
 from ..tasks import TaskCharacteristics
+from ..validation import check_writable
 from .peft_experience import PEFTExperience
 
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql", "oracle", "mssql")
@@ -38,7 +39,7 @@ DRIVERS = {
 
 
 def open_storage(
-    spec: str | Path | optuna.storages.BaseStorage, *, heartbeat: bool = False
+    spec: str | Path | optuna.storages.BaseStorage, *, heartbeat: bool = False, create: bool = True
 ) -> optuna.storages.BaseStorage:
     """The Optuna storage a user names: an RDB URL (``sqlite:///studies/x.db``,
     ``postgresql://...``), a journal file (a path ending in ``.log`` or ``.journal``; one
@@ -48,10 +49,13 @@ def open_storage(
     process died is failed by the next trial of any worker (Optuna's
     ``fail_stale_trials``) instead of staying RUNNING for ever, and its configuration is
     retried once (``RetryHeartbeatStaleTrialCallback``). Journal files have no heartbeats.
+    Without ``create`` a file storage must exist (reading experience creates nothing).
 
     Raises:
         ConfigError: Anything else (a plain path, an unknown scheme), saying how to
-            write each kind.
+            write each kind; a file storage that is a folder, not a SQLite database or
+            journal, missing (without ``create``) or in a place that cannot be written;
+            a server that does not answer; a missing database driver.
 
     Example:
         >>> open_storage("results.db")  # doctest: +ELLIPSIS
@@ -62,22 +66,68 @@ def open_storage(
     if isinstance(spec, optuna.storages.BaseStorage):
         return spec
     text = str(spec)
-    if text.endswith(JOURNAL_SUFFIXES) and "://" not in text:
-        path = Path(text)
+    path = check_storage(text, create=create)
+    if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
+    if path is not None and "://" not in text:
         backend = optuna.storages.journal.JournalFileBackend(str(path))
         return optuna.storages.JournalStorage(backend)
-    scheme = text.split("://", 1)[0].split("+", 1)[0] if "://" in text else None
-    if scheme not in RDB_SCHEMES:
-        raise ConfigError(
-            f"storage {text!r}: not an Optuna storage; write sqlite:///{text.split('://')[-1]} "
-            "(SQLite), postgresql://user@host/db, or a journal file path ending in .log."
-        )
-    if scheme == "sqlite":
-        Path(text.split(":///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
     if text.startswith("postgresql://"):  # psycopg 3 whatever SQLAlchemy's default driver
         text = "postgresql+psycopg://" + text[len("postgresql://") :]
-    return _rdb_storage(text, scheme, heartbeat)
+    return _rdb_storage(text, text.split("://", 1)[0].split("+", 1)[0], heartbeat)
+
+
+def check_storage(spec: str, *, create: bool = True) -> Path | None:
+    """What :func:`open_storage` checks before it opens anything: the kind of storage
+    and, for a file storage (SQLite, journal), the file; returns that file's path.
+
+    Raises:
+        ConfigError: As :func:`open_storage`.
+    """
+    if spec.endswith(JOURNAL_SUFFIXES) and "://" not in spec:
+        path = Path(spec).expanduser()
+        check_storage_file(spec, path, JOURNAL, create)
+        return path
+    scheme = spec.split("://", 1)[0].split("+", 1)[0] if "://" in spec else None
+    if scheme not in RDB_SCHEMES:
+        raise ConfigError(
+            f"storage {spec!r}: not an Optuna storage; write sqlite:///{spec.split('://')[-1]} "
+            "(SQLite), postgresql://user@host/db, or a journal file path ending in .log."
+        )
+    if scheme == "sqlite" and spec.split(":///", 1)[-1] not in ("", ":memory:"):
+        path = Path(spec.split(":///", 1)[-1]).expanduser()
+        check_storage_file(spec, path, SQLITE, create)
+        return path
+    return None
+
+
+SQLITE, JOURNAL = "SQLite database", "Optuna journal file"
+
+
+def check_storage_file(spec: str, path: Path, kind: str, create: bool) -> None:
+    """Raise :class:`ConfigError` unless ``path`` is a ``kind`` (an empty or missing file
+    when ``create``) in a place that can be written. Reads at most one line."""
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb") as fh:
+            head = fh.readline(1 << 16)
+        if kind == SQLITE:
+            ok = head.startswith(b"SQLite format 3\0")
+        else:
+            try:
+                ok = isinstance(json.loads(head), dict) and "op_code" in json.loads(head)
+            except ValueError:
+                ok = False
+        if not ok:
+            raise ConfigError(
+                f"storage {spec!r}: {path} is not an {kind} (it holds something else); "
+                "name a file Optuna wrote, or a new file."
+            )
+    elif not path.exists() and not create:
+        raise ConfigError(
+            f"storage {spec!r}: {path} does not exist; name an existing storage "
+            "(`metapeft tune --storage` creates one)."
+        )
+    check_writable("storage", path, folder=False)
 
 
 def _rdb_storage(url: str, scheme: str, heartbeat: bool) -> optuna.storages.RDBStorage:
@@ -122,7 +172,7 @@ def storage_experiences(
     studies whose user attributes carry the task (``schema.STUDY_TASK``), except
     ``exclude_studies``. A study whose objectives are not a PEFT study's is skipped
     with a warning."""
-    storage = open_storage(storage)
+    storage = open_storage(storage, create=False)
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         attrs = summary.user_attrs
         if summary.study_name in exclude_studies or schema.STUDY_TASK not in attrs:

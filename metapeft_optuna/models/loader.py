@@ -39,41 +39,59 @@ def load_model(spec: str | Path, *, seed: int = 0) -> LoadedModel:
         (2, 64)
     """
     name = str(spec)
-    key = name.lower()
-    if key in {"tiny", "tiny-q4"}:
+    kind, path = resolve_model(spec)
+    if kind == "tiny":
         from .tiny import build_tiny
 
-        model, tokenizer = build_tiny(seed, quantize=key == "tiny-q4")
-    elif key in {"smollm2-135m", "smollm2-135m-q4"}:
+        model, tokenizer = build_tiny(seed, quantize=name.lower() == "tiny-q4")
+    elif kind == "gguf":
         from .gguf import load_gguf
-        from .smollm2 import smollm2_gguf_path
 
-        model, tokenizer = load_gguf(smollm2_gguf_path(), dequantize=key == "smollm2-135m")
+        model, tokenizer = load_gguf(path, dequantize=name.lower() != "smollm2-135m-q4")
     else:
-        path = Path(spec).expanduser()
-        if path.is_file() and path.suffix.lower() == ".gguf":
-            from .gguf import load_gguf
-
-            model, tokenizer = load_gguf(path)
-        elif path.is_dir():
-            model, tokenizer = _load_mlx_lm_dir(path)
-        else:
-            raise ModelLoadError(
-                f"model {name!r} is neither a known name ({', '.join(NAMED_MODELS)}), "
-                "a local model directory, nor a .gguf file."
-            )
+        model, tokenizer = _load_mlx_lm_dir(path)
     if fast_kernels_enabled():
         use_fast_layers(model)
     return LoadedModel(model, tokenizer, describe(model, tokenizer, name))
 
 
+def resolve_model(spec: str | Path) -> tuple[str, Path | None]:
+    """What a model spec names, checked without reading weights: ``("tiny", None)``,
+    ``("gguf", path)`` or ``("mlx_lm", directory)``.
+
+    Raises:
+        ModelLoadError: An unknown name, a missing path, a folder without
+            ``config.json`` or a ``.gguf`` file without GGUF's magic bytes.
+    """
+    name = str(spec)
+    key = name.lower()
+    if key in {"tiny", "tiny-q4"}:
+        return "tiny", None
+    if key in {"smollm2-135m", "smollm2-135m-q4"}:
+        from .smollm2 import smollm2_gguf_path
+
+        return "gguf", smollm2_gguf_path()
+    path = Path(spec).expanduser()
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"GGUF":
+                raise ModelLoadError(f"{path}: not a GGUF file (no GGUF magic bytes).")
+        return "gguf", path
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(
+                f"{path}: no config.json; expected an mlx-lm or Hugging Face model directory."
+            )
+        return "mlx_lm", path
+    raise ModelLoadError(
+        f"model {name!r} is neither a known name ({', '.join(NAMED_MODELS)}), "
+        "a local model directory, nor a .gguf file."
+    )
+
+
 def _load_mlx_lm_dir(path: Path):
     import mlx_lm
 
-    if not (path / "config.json").is_file():
-        raise ModelLoadError(
-            f"{path}: no config.json; expected an mlx-lm or Hugging Face model directory."
-        )
     try:
         return mlx_lm.load(str(path))
     except (FileNotFoundError, ValueError, KeyError) as exc:

@@ -140,6 +140,14 @@ def _load_directory(path: Path, task_type: str | None, domain: str, name: str | 
 
 
 def _task_type(task_type: str | None, fmt: str, examples: list[Example], path: Path) -> str:
+    answers = {e.completion for e in examples}
+    if fmt != "text" and len(examples) > 1 and len(answers) == 1:
+        raise DataFormatError(
+            path,
+            None,
+            f"all {len(examples)} answers are {answers.pop()!r}, one value: a fine-tune "
+            "learns nothing from it; give examples with at least two different answers.",
+        )
     if task_type is None:
         return "language_modeling" if fmt == "text" else infer_task_type(examples)
     if task_type == "language_modeling" and fmt != "text":

@@ -217,19 +217,38 @@ class PEFTObjective:
                     f"choices, or {fix}."
                 )
 
-    def _mark_study(self, study: optuna.Study) -> None:
-        if study._study_id not in self._checked:
-            self.check_study(study)
-        names = study.metric_names
-        # A study without names (new, or from before objectives had names) must have
-        # these objectives' directions; a named one, these objectives.
-        found = schema.objectives_of(names or self.objectives, study.directions)
+    def check_objectives(self, study: optuna.Study) -> None:
+        """Refuse a study of other objectives (names, or directions where it has no names:
+        a new study, or one from before objectives had names). Loads no model.
+
+        Raises:
+            ConfigError: Naming the study's objectives and these.
+        """
+        names, fix = study.metric_names, "use a new study name"
+        if names is None:  # new, or made before objectives had names: its directions
+            given = [d.name.lower() for d in study.directions]
+            if given != self.directions:
+                raise ConfigError(
+                    f"study {study.study_name!r} has directions {given}, but "
+                    f"{list(self.objectives)} need {self.directions}; {fix}, or pass "
+                    "objectives of its directions."
+                )
+            return
+        try:
+            found = schema.objectives_of(names, study.directions)
+        except ConfigError as exc:
+            raise ConfigError(f"study {study.study_name!r}: {exc}") from None
         if found != self.objectives:
             raise ConfigError(
                 f"study {study.study_name!r} optimises {list(found)}, not "
                 f"{list(self.objectives)}; pass the same objectives or use a new study name."
             )
-        if names is None:
+
+    def _mark_study(self, study: optuna.Study) -> None:
+        if study._study_id not in self._checked:
+            self.check_study(study)
+        self.check_objectives(study)
+        if study.metric_names is None:
             with warnings.catch_warnings():  # experimental API, stable enough for labels
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names(list(self.objectives))
@@ -244,9 +263,13 @@ class PEFTObjective:
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         self._mark_study(trial.study)
-        method, hyperparameters = self.search_space.suggest(
-            trial, num_layers=len(self.loaded.model.layers), init_text=self.task.description
-        )
+        try:
+            self._check_enqueued(trial)
+            method, hyperparameters = self.search_space.suggest(
+                trial, num_layers=len(self.loaded.model.layers), init_text=self.task.description
+            )
+        except ConfigError as exc:  # an enqueued configuration outside the space
+            return self._failed(trial, exc)
         trial.set_user_attr(schema.TRIAL_METHOD, method)
         trial.set_user_attr(schema.TRIAL_HYPERPARAMETERS, hyperparameters)
         trial.set_user_attr("model", self.model_name)
@@ -277,14 +300,30 @@ class PEFTObjective:
             trial.set_user_attr(schema.TRIAL_FAIL_REASON, f"interrupted ({exc or 'SIGINT'})")
             raise
         except MetaLearningError as exc:
-            trial.set_user_attr(schema.TRIAL_FAIL_REASON, str(exc))
-            logger.warning("trial %d failed: %s", trial.number, exc)
-            nan = float("nan")
-            return nan if len(self.objectives) == 1 else tuple(nan for _ in self.objectives)
+            return self._failed(trial, exc)
         values = result.values(self.objectives)
         self._record(trial, result, values)
         self._publish(trial, result, values)
         return values[0] if len(values) == 1 else values
+
+    def _failed(self, trial: optuna.Trial, reason: Exception) -> float | tuple[float, ...]:
+        """The trial fails with ``reason`` (a user attribute, shown by the CLI and the
+        dashboard); the study goes on."""
+        trial.set_user_attr(schema.TRIAL_FAIL_REASON, str(reason))
+        logger.warning("trial %d failed: %s", trial.number, reason)
+        nan = float("nan")
+        return nan if len(self.objectives) == 1 else tuple(nan for _ in self.objectives)
+
+    def _check_enqueued(self, trial: optuna.Trial) -> None:
+        """Optuna ignores an enqueued parameter the space does not have: say so instead."""
+        fixed = trial.storage.get_trial_system_attrs(trial._trial_id).get("fixed_params") or {}
+        known = self.search_space.distributions()
+        unknown = sorted(set(fixed) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"enqueued parameter(s) {', '.join(unknown)} are not in the search space; "
+                f"its parameters are {', '.join(known)}."
+            )
 
     def _publish(self, trial: optuna.Trial, result: TrialResult, values: tuple[float, ...]) -> None:
         """The trial's artifacts and notes, and the study's note (again once the

@@ -47,6 +47,22 @@ def default_specs(
 ) -> list[ParamSpec]:
     """The product's search space: the shared training parameters (ranges chosen for
     short fine-tunes of small LMs), then every registered method's parameters."""
+    low, high = learning_rate
+    if not 0 < low <= high:
+        raise ConfigError(
+            f"default_specs: learning_rate={learning_rate!r} must be (low, high) with "
+            "0 < low <= high."
+        )
+    if not (steps[2] >= 1 and 1 <= steps[0] <= steps[1]):
+        raise ConfigError(
+            f"default_specs: steps={steps!r} must be (low, high, step) with 1 <= low <= high "
+            "and step >= 1."
+        )
+    if not batch_sizes or any(not isinstance(b, int) or b < 1 for b in batch_sizes):
+        raise ConfigError(
+            f"default_specs: batch_sizes={tuple(batch_sizes)!r} must be one or more "
+            "positive integers."
+        )
     every = ALL_METHODS
     return [
         ParamSpec("learning_rate", FloatDistribution(*learning_rate, log=True), every),
@@ -80,9 +96,14 @@ class PEFTSearchSpace:
         methods: Sequence[str | PEFTMethod] = ALL_METHODS,
         specs: Sequence[ParamSpec] | None = None,
     ):
-        names = [PEFTMethod(m).value if not isinstance(m, PEFTMethod) else m.value for m in methods]
-        if not names:
-            raise ConfigError("PEFTSearchSpace needs at least one method.")
+        names = [m.value if isinstance(m, PEFTMethod) else str(m) for m in methods]
+        unknown = [n for n in names if n not in ALL_METHODS]
+        if unknown or not names:
+            raise ConfigError(
+                f"PEFTSearchSpace: methods={names!r}: "
+                f"{'unknown ' + ', '.join(unknown) if unknown else 'none given'}; choose from "
+                f"{', '.join(ALL_METHODS)}."
+            )
         self.methods = tuple(names)
         self.specs = [
             s for s in (specs or default_specs()) if any(m in self.methods for m in s.methods)
@@ -106,7 +127,7 @@ class PEFTSearchSpace:
     def suggest(self, trial: Any, num_layers: int, init_text: str = "") -> tuple[str, dict]:
         """Suggest a configuration on ``trial`` (define-by-run) and return it as
         ``(method, hyperparameters)`` for :func:`~metapeft_optuna.training.fine_tune`."""
-        params: dict[str, Any] = {"method": trial.suggest_categorical("method", self.methods)}
+        params: dict[str, Any] = {"method": _suggest(trial, "method", self.method_distribution)}
         for spec in self.specs:
             if spec.active(params):
                 params[spec.name] = _suggest(trial, spec.name, spec.distribution)
@@ -262,11 +283,22 @@ def _scale(dist: BaseDistribution, value: Any) -> float:
 
 
 def _suggest(trial: Any, name: str, dist: BaseDistribution) -> Any:
-    if isinstance(dist, FloatDistribution):
-        return trial.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
-    if isinstance(dist, IntDistribution):
-        return trial.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
-    return trial.suggest_categorical(name, dist.choices)
+    try:
+        if isinstance(dist, FloatDistribution):
+            return trial.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
+        if isinstance(dist, IntDistribution):
+            return trial.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
+        return trial.suggest_categorical(name, dist.choices)
+    except ValueError as exc:  # an enqueued value Optuna cannot store
+        raise ConfigError(
+            f"parameter {name}: {exc} An enqueued value must lie in {_describe(dist)}."
+        ) from None
+
+
+def _describe(dist: BaseDistribution) -> str:
+    if isinstance(dist, CategoricalDistribution):
+        return f"{list(dist.choices)}"
+    return f"[{dist.low}, {dist.high}]"
 
 
 def _sample(rng: np.random.Generator, dist: BaseDistribution) -> Any:
