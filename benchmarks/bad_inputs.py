@@ -49,8 +49,27 @@ its trial with the reason in the trial's `fail_reason` attribute, and the study 
 - **Files** (plots, priors, exports, experience) are written to a temporary name beside
   the target and renamed, so a reader sees the old file or the new one; names from the
   user (study names) never become paths: files are named by study and trial ids.
+- **Resuming.** A trial cut short (a signal, a dead worker) does not count towards
+  `--trials`, and its configuration is enqueued once; the next run tries it first.
 - **Many machines:** see the README's PostgreSQL section (workers may start together
-  on an empty database).
+  on an empty database; `tests/test_postgres.py` runs 4 workers x 5 trials against a
+  real server: 20 trials, 20 distinct configurations).
+
+## The fault benchmark
+
+`python benchmarks/faults.py` starts a tiny-model `metapeft tune` study (MetaPEFTSampler,
+SQLite with heartbeats, artifacts, the Pareto plot), kills it after a random 0.5-12 s with
+SIGKILL or SIGTERM, restarts it, 20 times, then waits for dead workers' heartbeats to go
+stale and runs it to its end. Measured 2026-11-30 (seed 0, 310 s):
+
+| | |
+|---|---|
+| kills (SIGKILL / SIGTERM) | 20 (8 / 12), 14 inside a trial |
+| completed trials lost | 0 of 50 |
+| zombies (RUNNING or WAITING) after the restart | 0 (6 dead workers' trials retried) |
+| duplicated experience rows | 0 (50 rows for 50 finished trials) |
+| truncated files (PNG, JSON, safetensors, SQLite, named artifacts) | 0 |
+| temporary files left | 0 |
 
 ## Bad inputs
 

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import metapeft_optuna  # noqa: F401  (preloads BLAS before mlx)
 from metapeft_optuna import schema
+from metapeft_optuna.cli.resume import counted_trials
 from metapeft_optuna.meta import ExperienceBuffer
 from metapeft_optuna.meta.storages import GRACE_SECONDS
 from metapeft_optuna.training.dashboard import TRIAL_ARTIFACTS
@@ -80,8 +81,6 @@ def load(work: Path) -> optuna.Study | None:
 
 def truncated_files(work: Path, study: optuna.Study | None) -> list[str]:
     """Files the study wrote that a reader cannot use, each as ``path: why``."""
-    import mlx.core as mx
-
     bad = []
     for path in sorted(p for p in work.rglob("*") if p.is_file()):
         if path.name.startswith(".") or path.suffix == ".log":
@@ -94,7 +93,7 @@ def truncated_files(work: Path, study: optuna.Study | None) -> list[str]:
             if kind == ".json":
                 json.loads(data)
             if kind == ".safetensors":
-                mx.load(str(path))
+                check_safetensors(data)
             if kind == ".db":
                 with sqlite3.connect(path) as db:
                     (verdict,) = db.execute("PRAGMA integrity_check").fetchone()
@@ -107,6 +106,16 @@ def truncated_files(work: Path, study: optuna.Study | None) -> list[str]:
             if not (work / "artifacts" / artifact).is_file():
                 bad.append(f"trial {trial.number}'s artifact {name}: missing")
     return bad
+
+
+def check_safetensors(data: bytes) -> None:
+    """Raise unless ``data`` is a whole safetensors file: its JSON header, then exactly
+    the bytes the header's tensors span."""
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    if len(data) != 8 + size + end:
+        raise ValueError(f"{len(data)} bytes, the header spans {8 + size + end}")
 
 
 def _artifact_kind(data: bytes) -> str:
@@ -133,8 +142,7 @@ def run(kills: int, trials: int, max_delay: float, seed: int) -> int:
     done_kills, runs = 0, 0
     while done_kills < kills:
         study = load(work)
-        finished = len(study.get_trials(states=(TrialState.COMPLETE,))) if study else 0
-        if finished >= trials - 2:  # keep kills landing inside a study that still runs
+        if study and counted_trials(study) >= trials - 2:  # kills land in a running study
             trials += 10
         before = {t.number: t.state for t in study.trials} if study else {}
         proc = subprocess.Popen(tune_command(work, trials), stdout=log, stderr=log)
@@ -161,7 +169,7 @@ def run(kills: int, trials: int, max_delay: float, seed: int) -> int:
         for t in after:
             if t.state == TrialState.COMPLETE:
                 seen_complete[t.number] = tuple(t.values)
-        bad = truncated_files(work, study)
+        bad = set(truncated_files(work, study)) - truncated
         truncated.update(bad)
         print(
             f"  kill {done_kills:2d}: {signal.Signals(chosen).name} after {delay:4.1f} s, "
@@ -173,8 +181,7 @@ def run(kills: int, trials: int, max_delay: float, seed: int) -> int:
     print(f"waiting {wait} s for dead workers' heartbeats to go stale ...", flush=True)
     time.sleep(wait)
     study = load(work)
-    finished = len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED)))
-    final = max(trials, finished + 3)
+    final = max(trials, counted_trials(study) + 3)
     code = subprocess.run(tune_command(work, final), stdout=log, stderr=log).returncode
     study = load(work)
     end = {t.number: t for t in study.trials}

@@ -192,6 +192,7 @@ TRIAL_TRAINABLE_PARAMETERS = "trainable_parameters"
 TRIAL_EVAL_SECONDS = "eval_seconds"
 TRIAL_ADAPTER = "adapter_path"
 TRIAL_FAIL_REASON = "fail_reason"
+INTERRUPTED = "interrupted"  # how the fail reason of a trial stopped by a signal starts
 TRIAL_PREDICTION = "metapeft_prediction"
 # Every metric measured on the test split, objective or not, with standard errors:
 # {"accuracy", "accuracy_se", "val_loss", "val_loss_se", "perplexity", "test_examples"}.

@@ -398,9 +398,18 @@ def test_a_stop_signal_fails_the_running_trial_and_prints_the_study(
     trials = optuna.load_study(
         study_name="parity@64-tiny-random", storage=f"sqlite:///{tmp_path / 'cli.db'}"
     ).trials
-    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL"]
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "WAITING"]
     assert trials[1].user_attrs["fail_reason"] == f"interrupted ({stop})"
+    assert trials[2].params == trials[1].params  # its configuration is tried again
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
+    # Resumed: the interrupted trial does not count towards --trials; its retry runs first.
+    monkeypatch.setattr(objective_module, "fine_tune", real)
+    assert main([*tune_args, "--sampler", "random", "--trials", "4"]) == 0
+    trials = optuna.load_study(
+        study_name="parity@64-tiny-random", storage=f"sqlite:///{tmp_path / 'cli.db'}"
+    ).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL"] + ["COMPLETE"] * 3
+    assert trials[2].params == trials[1].params
 
 
 @pytest.mark.parametrize("damage", ["meta_model.json", "weights.safetensors"])

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import argparse
 import math
-import signal
-import threading
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 from .. import schema
 from ..validation import check_int, check_number, check_writable
 from ._table import print_table
 from .report import TrialPrinter, baseline_line, pareto_rows, save_pareto_plot, wrap
+from .resume import Interrupted, StopAtTrials, counted_trials, retry_interrupted, stop_signals
 
 MAIN_TASK = "language_id@256"  # zero-shot 0.300 ± 0.023: fine-tuning visibly matters
 MAIN_STORAGE = "sqlite:///studies/main.db"
@@ -77,33 +75,6 @@ def output_dir(storage: str, chosen: str | None = None) -> Path:
     return Path.cwd()
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM during a study (a KeyboardInterrupt, so Optuna marks the running
-    trial failed). ``str()`` is the signal's name."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-@contextmanager
-def stop_signals() -> Iterator[None]:
-    """Turn SIGINT and SIGTERM (what schedulers send) into :class:`Interrupted`."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may set handlers
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        raise Interrupted(signum)
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for number, old in previous.items():
-            signal.signal(number, old)
-
-
 def artifact_store(path: Path):
     """A file-system artifact store at ``path`` (created if missing), written atomically."""
     from ..training.dashboard import AtomicFileSystemArtifactStore
@@ -155,8 +126,6 @@ def check_plot_path(path: Path) -> None:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     import optuna
-    from optuna.study import MaxTrialsCallback
-    from optuna.trial import TrialState
 
     from ..meta.storages import check_storage, open_storage
     from ..models.loader import resolve_model
@@ -229,8 +198,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # dead workers' trials, before counting
     objectives = objective.objectives
-    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    remaining = args.trials - len(study.get_trials(deepcopy=False, states=finished))
+    remaining = args.trials - counted_trials(study)
     code = 0
     if remaining > 0:
         try:
@@ -241,12 +209,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
                     timeout=args.timeout,
                     show_progress_bar=not args.quiet,
                     callbacks=[
-                        MaxTrialsCallback(args.trials, states=finished),
+                        StopAtTrials(args.trials),
                         TrialPrinter(objectives),
                     ],
                 )
         except Interrupted as stop:
             code = 128 + stop.signum
+            retry_interrupted(study)
             print(
                 f"\nstopped by {stop}: the running trial is marked failed; run the same "
                 "command to resume."

@@ -297,7 +297,9 @@ class PEFTObjective:
                 score_accuracy=self.scores_accuracy,
             )
         except KeyboardInterrupt as exc:  # Optuna fails the trial; say why
-            trial.set_user_attr(schema.TRIAL_FAIL_REASON, f"interrupted ({exc or 'SIGINT'})")
+            trial.set_user_attr(
+                schema.TRIAL_FAIL_REASON, f"{schema.INTERRUPTED} ({exc or 'SIGINT'})"
+            )
             raise
         except MetaLearningError as exc:
             return self._failed(trial, exc)

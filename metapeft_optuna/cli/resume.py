@@ -1,0 +1,84 @@
+"""What makes a stopped study resume cleanly: stop signals as a clean interrupt, and a
+count of the trials that ran to an end, so that a trial cut short is tried again and does
+not use up the study's ``--trials``."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import optuna
+from optuna.storages import RetryFailedTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from .. import schema
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM during a study (a KeyboardInterrupt, so Optuna marks the running
+    trial failed). ``str()`` is the signal's name."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def stop_signals() -> Iterator[None]:
+    """Turn SIGINT and SIGTERM (what schedulers send) into :class:`Interrupted`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+
+def cut_short(trial: FrozenTrial) -> bool:
+    """A failed trial that never ran to an end: interrupted by a signal, or failed by a
+    heartbeat because its worker died (Optuna records no reason then). A trial failed by
+    its configuration (NaN loss, memory ceiling) has a reason and ran to an end."""
+    reason = trial.user_attrs.get(schema.TRIAL_FAIL_REASON)
+    return trial.state == TrialState.FAIL and (
+        reason is None or reason.startswith(schema.INTERRUPTED)
+    )
+
+
+def counted_trials(study: optuna.Study) -> int:
+    """The study's trials that ran to an end (complete, pruned, or failed by their
+    configuration): what ``--trials`` counts."""
+    ended = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return sum(not cut_short(t) for t in study.get_trials(deepcopy=False, states=ended))
+
+
+class StopAtTrials:
+    """Stop the study once :func:`counted_trials` reaches ``total`` (parallel workers stop
+    together; Optuna's ``MaxTrialsCallback`` would count trials cut short too)."""
+
+    def __init__(self, total: int):
+        self.total = total
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if counted_trials(study) >= self.total:
+            study.stop()
+
+
+def retry_interrupted(study: optuna.Study) -> None:
+    """Enqueue once the configuration of every interrupted trial not yet retried (a dead
+    worker's trial is retried by the storage's heartbeat callback)."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {RetryFailedTrialCallback.retried_trial_number(t) for t in trials}
+    retry = RetryFailedTrialCallback(max_retry=1)
+    for trial in trials:
+        reason = str(trial.user_attrs.get(schema.TRIAL_FAIL_REASON, ""))
+        if reason.startswith(schema.INTERRUPTED) and trial.number not in retried:
+            retry(study, trial)
