@@ -8,7 +8,8 @@ tokens/s counts the padded batch (identical for both). Run:
     python benchmarks/throughput.py [--task sentiment_strength@256] [--batch 16] [--steps 8]
 
 PyTorch needs the optional extra: ``pip install -e ".[torch-baseline]"`` (torch 2.13.0,
-peft, gguf); without it the script measures MLX alone and says so.
+peft, gguf); without it the script measures MLX alone and exits non-zero, as it does when
+any trainer fails.
 """
 
 from __future__ import annotations
@@ -100,11 +101,15 @@ def run_torch(data: dict, steps: int, logits_to_keep: bool) -> dict:
     targets = torch.tensor(data["targets"])
     mask = torch.tensor(data["mask"])
     # The standard HF recipe: labels = -100 except on answer tokens, full-sequence logits.
+    # HF shifts labels by one inside the loss: the label at p + 1 is predicted at p. The
+    # longest answers' last target (EOS) is predicted at the last input position, so its
+    # label would fall past the batch: it is dropped. The step's compute is unchanged (the
+    # standard recipe computes logits at every position whatever carries a label).
     labels = torch.full_like(tokens, -100)
     for row in range(tokens.shape[0]):
         n = int(mask[row].sum())
-        labels[row, positions[row, :n] + 1] = targets[row, :n]
-    labels[labels >= 49152] = -100  # EOS beyond the input sequence is not a label here
+        inside = positions[row, :n] + 1 < tokens.shape[1]
+        labels[row, positions[row, :n][inside] + 1] = targets[row, :n][inside]
 
     def step():
         optimizer.zero_grad()
@@ -155,7 +160,7 @@ def spawn(kind: str, data: dict, steps: int) -> dict | None:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="sentiment_strength@256")
     parser.add_argument("--batch", type=int, default=16)
@@ -166,7 +171,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         worker(args)
-        return
+        return 0
     data = build_batch(args.task, args.batch)
     shape = (len(data["tokens"]), len(data["tokens"][0]))
     tokens = shape[0] * shape[1]
@@ -180,9 +185,10 @@ def main() -> None:
         import torch  # noqa: F401
     except ImportError:
         print(
-            "PyTorch baseline skipped: install the extra with "
+            "PyTorch baseline missing: install the extra with "
             "`pip install -e '.[torch-baseline]'`.\n"
         )
+        rows.append(("PyTorch + HF peft (not installed)", None))
     else:
         rows.append(
             ("PyTorch + HF peft (standard recipe, full logits)", spawn("torch", data, args.steps))
@@ -202,7 +208,11 @@ def main() -> None:
     for label, r in rows[1:]:
         if r is not None and mlx is not None:
             print(f"\nMLX / {label}: {r['step_s'] / mlx['step_s']:.2f}x tokens/s")
+    failed = [label for label, r in rows if r is None]
+    if failed:
+        print(f"\nFAILED: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -132,7 +132,7 @@ def test_messages_win_over_text_as_in_mlx_lm(tmp_path):
 def test_prompt_completion_wins_over_messages(tmp_path):
     record = {"prompt": "Q:", "completion": " A", "messages": "not a list"}
     path = tmp_path / "mixed.jsonl"
-    path.write_text(jsonl([record] * 8))
+    path.write_text(jsonl([record, {**record, "completion": " B"}] * 4))
     assert load_task(path).examples[0].completion == " A"
 
 
@@ -319,7 +319,7 @@ def test_byte_order_marks_are_decoded_and_removed(tmp_path, suffix, text, encodi
 
 def test_utf8_bom_does_not_reach_the_header(tmp_path):
     path = tmp_path / "excel.csv"
-    path.write_bytes(codecs.BOM_UTF8 + b"input,label\n" + b"x,y\n" * 8)
+    path.write_bytes(codecs.BOM_UTF8 + b"input,label\n" + b"x,y\nx,n\n" * 4)
     assert load_task(path).examples[0].completion == " y"  # "input" found despite the BOM
 
 

@@ -57,7 +57,7 @@ def test_missing_or_invalid_gguf(tmp_path):
         load_gguf(tmp_path / "absent.gguf")
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"not a gguf file at all")
-    with pytest.raises(ModelLoadError, match="could not read GGUF"):
+    with pytest.raises(ModelLoadError, match="not a GGUF file"):
         load_model(bad)
 
 

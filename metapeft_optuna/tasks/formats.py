@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import DataFormatError
 from .encoding import read_text
-from .task import DOMAINS, TASK_TYPES, Example, Task
+from .task import DOMAINS, MIN_EXAMPLES, TASK_TYPES, Example, Task
 
 # In mlx-lm's detection order (mlx_lm/tuner/datasets.py, create_dataset): a record with
 # "prompt" and "completion" trains on the completion even if it also has "text".
@@ -141,7 +141,7 @@ def _load_directory(path: Path, task_type: str | None, domain: str, name: str | 
 
 def _task_type(task_type: str | None, fmt: str, examples: list[Example], path: Path) -> str:
     answers = {e.completion for e in examples}
-    if fmt != "text" and len(examples) > 1 and len(answers) == 1:
+    if fmt != "text" and len(examples) >= MIN_EXAMPLES and len(answers) == 1:
         raise DataFormatError(
             path,
             None,

@@ -264,7 +264,6 @@ class PEFTObjective:
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         self._mark_study(trial.study)
         try:
-            self._check_enqueued(trial)
             method, hyperparameters = self.search_space.suggest(
                 trial, num_layers=len(self.loaded.model.layers), init_text=self.task.description
             )
@@ -315,17 +314,6 @@ class PEFTObjective:
         logger.warning("trial %d failed: %s", trial.number, reason)
         nan = float("nan")
         return nan if len(self.objectives) == 1 else tuple(nan for _ in self.objectives)
-
-    def _check_enqueued(self, trial: optuna.Trial) -> None:
-        """Optuna ignores an enqueued parameter the space does not have: say so instead."""
-        fixed = trial.storage.get_trial_system_attrs(trial._trial_id).get("fixed_params") or {}
-        known = self.search_space.distributions()
-        unknown = sorted(set(fixed) - set(known))
-        if unknown:
-            raise ConfigError(
-                f"enqueued parameter(s) {', '.join(unknown)} are not in the search space; "
-                f"its parameters are {', '.join(known)}."
-            )
 
     def _publish(self, trial: optuna.Trial, result: TrialResult, values: tuple[float, ...]) -> None:
         """The trial's artifacts and notes, and the study's note (again once the

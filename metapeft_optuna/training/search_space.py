@@ -126,12 +126,31 @@ class PEFTSearchSpace:
 
     def suggest(self, trial: Any, num_layers: int, init_text: str = "") -> tuple[str, dict]:
         """Suggest a configuration on ``trial`` (define-by-run) and return it as
-        ``(method, hyperparameters)`` for :func:`~metapeft_optuna.training.fine_tune`."""
+        ``(method, hyperparameters)`` for :func:`~metapeft_optuna.training.fine_tune`.
+
+        Raises:
+            ConfigError: An enqueued parameter the space does not have, or an enqueued
+                value outside its distribution (naming the parameter).
+        """
+        self._check_enqueued(trial)
         params: dict[str, Any] = {"method": _suggest(trial, "method", self.method_distribution)}
         for spec in self.specs:
             if spec.active(params):
                 params[spec.name] = _suggest(trial, spec.name, spec.distribution)
         return self.to_hyperparameters(params, num_layers, init_text)
+
+    def _check_enqueued(self, trial: Any) -> None:
+        """Optuna ignores an enqueued parameter the space does not have: say so instead."""
+        storage = getattr(trial, "storage", None)  # a FixedTrial has none
+        if storage is None:
+            return
+        fixed = storage.get_trial_system_attrs(trial._trial_id).get("fixed_params") or {}
+        unknown = sorted(set(fixed) - set(self.distributions()))
+        if unknown:
+            raise ConfigError(
+                f"enqueued parameter(s) {', '.join(unknown)} are not in the search space; "
+                f"its parameters are {', '.join(self.distributions())}."
+            )
 
     def sample(self, rng: np.random.Generator, method: str | None = None) -> dict[str, Any]:
         """A random configuration (uniform on each distribution, log-uniform where log)."""
