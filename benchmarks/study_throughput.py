@@ -10,8 +10,9 @@ objective (``PEFTObjective``: the compiled trainer, learning curve, test scoring
 PyTorch side is HF peft's standard recipe on SmolLM2-135M in float32 from the same GGUF:
 the same token ids and batches, labels on the answer tokens, AdamW with the same warm-up
 and cosine schedule, the same test examples scored the same way (the arg-max among the
-labels' first tokens). Wall time counts everything a study does (process start, model
-load, training, evaluation). Accuracy is compared configuration by configuration.
+labels' first tokens, in batches of 32). Wall time counts everything a study does
+(process start, model load, training, evaluation). Accuracy is compared configuration by
+configuration.
 
     python benchmarks/study_throughput.py [--configs 8] [--eval-examples 100]
 
@@ -106,14 +107,18 @@ class TorchObjective:
                 "vocab": PromptTuningInit.SAMPLE_VOCAB,
                 "text": PromptTuningInit.TEXT,
             }[params["prompt_init"]]
-            gguf = self.gguf
+            text = {}
+            if init == PromptTuningInit.TEXT:  # peft tokenizes the text with HF's tokenizer
+                text = {
+                    "prompt_tuning_init_text": self.prepared.task.description or "Answer.",
+                    "tokenizer_name_or_path": str(self.gguf.parent),
+                    "tokenizer_kwargs": {"gguf_file": self.gguf.name},
+                }
             return PromptTuningConfig(
                 num_virtual_tokens=params["num_virtual_tokens"],
                 prompt_tuning_init=init,
-                prompt_tuning_init_text=self.prepared.task.description or "Answer the question.",
-                tokenizer_name_or_path=str(gguf.parent),
-                tokenizer_kwargs={"gguf_file": gguf.name},
                 task_type=TaskType.CAUSAL_LM,
+                **text,
             )
         encoder = {"mlp": "MLP", "lstm": "LSTM"}[params["ptuning_encoder"]]
         return PromptEncoderConfig(
@@ -131,7 +136,7 @@ class TorchObjective:
         for _ in range(steps):
             picked = [train[i] for i in rng.choice(len(train), size=batch_size, replace=False)]
             b = collate(picked)
-            tokens = self.torch.tensor(np.array(b.tokens))
+            tokens = self.torch.tensor(np.array(b.tokens), dtype=self.torch.long)
             labels = self.torch.full_like(tokens, -100)
             positions, targets, mask = (np.array(a) for a in (b.positions, b.targets, b.mask))
             for row in range(len(picked)):
@@ -181,20 +186,30 @@ class TorchObjective:
         trial.set_user_attr("train_tokens", tokens_seen)
         return self.accuracy(model)
 
-    def accuracy(self, model) -> float:
+    def accuracy(self, model, batch: int = 32) -> float:
         """The arg-max among the labels' first tokens at the first answer position, as
-        metapeft scores classification."""
+        metapeft scores classification; batches of 32 prompts, padded on the left (RoPE
+        is relative, so the shifted positions change nothing)."""
+        torch = self.torch
         model.eval()
         labels = self.prepared.labels
-        first = self.torch.tensor(labels.first_tokens)
-        right = 0
+        first = torch.tensor(labels.first_tokens)
         tests = list(zip(self.prepared.test, self.prepared.test_encoded, strict=True))
-        with self.torch.no_grad():
-            for example, encoded in tests[: self.eval_examples]:
-                logits = model(input_ids=self.torch.tensor([encoded.prompt])).logits[0, -1]
-                guess = labels.labels[int(logits[first].argmax())]
-                right += guess.strip() == example.completion.strip()
-        return right / len(tests[: self.eval_examples])
+        tests = tests[: self.eval_examples]
+        right = 0
+        with torch.no_grad():
+            for start in range(0, len(tests), batch):
+                chunk = tests[start : start + batch]
+                width = max(len(e.prompt) for _, e in chunk)
+                ids = torch.zeros((len(chunk), width), dtype=torch.long)
+                mask = torch.zeros((len(chunk), width), dtype=torch.long)
+                for row, (_, encoded) in enumerate(chunk):
+                    ids[row, width - len(encoded.prompt) :] = torch.tensor(encoded.prompt)
+                    mask[row, width - len(encoded.prompt) :] = 1
+                logits = model(input_ids=ids, attention_mask=mask).logits[:, -1]
+                for (example, _), row in zip(chunk, logits[:, first].argmax(-1), strict=True):
+                    right += labels.labels[int(row)].strip() == example.completion.strip()
+        return right / len(tests)
 
 
 # --- workers --------------------------------------------------------------------------

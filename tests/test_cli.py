@@ -465,3 +465,29 @@ def test_a_pruned_trial_line_names_its_step():
         user_attrs={"learning_curve": [{"step": 5}, {"step": 10}]},
     )
     assert trial_line(trial, ("accuracy", "peak_memory_mb")).endswith("pruned after step 10")
+
+
+def test_workers_share_one_study_with_their_share_of_the_threads(tune_args, tmp_path, capsys):
+    """``--workers 2``: two processes fill the study, each pinned to cores/2 BLAS
+    threads; the parent prints the front once."""
+    from metapeft_optuna.cli.workers import threads_per_worker, worker_command
+
+    assert worker_command(["tune", "--workers", "3", "--task", "x", "--workers=2"])[3:] == [
+        "tune",
+        "--task",
+        "x",
+        "--workers",
+        "1",
+        "--as-worker",
+        "--quiet",
+    ]
+    args = [*tune_args, "--sampler", "random", "--trials", "4", "--workers", "2"]
+    assert main([*args, "--no-prior"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("Pareto front") == 1 and "2 workers" in out
+    trials = optuna.load_study(
+        study_name="parity@64-tiny-random", storage=f"sqlite:///{tmp_path / 'cli.db'}"
+    ).trials
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) >= 4 and len({tuple(sorted(t.params.items())) for t in done}) == len(done)
+    assert {t.user_attrs["cpu_threads"] for t in done} == {threads_per_worker(2)}

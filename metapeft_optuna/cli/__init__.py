@@ -130,6 +130,14 @@ def _add_tune_options(parser: argparse.ArgumentParser, *, main: bool) -> None:
     parser.add_argument(
         "--quiet", action="store_true", help="no progress bar (the per-trial lines stay)"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the study, each with cores/N BLAS threads (2 on 2 "
+        "cores: more fine-tunes per hour, see docs/performance.md) (default: %(default)s)",
+    )
+    parser.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for --workers' processes
     try:
         code = args.func(args)
         sys.stdout.flush()  # inside the try: a closed pipe fails here, not at exit

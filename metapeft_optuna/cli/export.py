@@ -55,8 +55,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _trial_number(text: str) -> int | str:
     from ..errors import ConfigError
 
-    if text == "best" or text.isdigit():
-        return text if text == "best" else int(text)
+    if text == "best":
+        return text
+    if text.isdigit():
+        return int(text)
     raise ConfigError(f"--trial {text!r}: give a trial number (0, 1, ...) or best.")
 
 

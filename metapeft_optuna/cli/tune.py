@@ -13,6 +13,7 @@ from ..validation import check_int, check_number, check_writable
 from ._table import print_table
 from .report import TrialPrinter, baseline_line, pareto_rows, save_pareto_plot, wrap
 from .resume import Interrupted, StopAtTrials, counted_trials, retry_interrupted, stop_signals
+from .workers import run_workers
 
 MAIN_TASK = "language_id@256"  # zero-shot 0.300 ± 0.023: fine-tuning visibly matters
 MAIN_STORAGE = "sqlite:///studies/main.db"
@@ -96,6 +97,7 @@ def check_options(args: argparse.Namespace) -> None:
     check_int(owner, "--trials", args.trials)
     check_number(owner, "--timeout", args.timeout, 0, low_open=True, optional=True)
     check_int(owner, "--eval-examples", args.eval_examples)
+    check_int(owner, "--workers", args.workers)
     check_number(owner, "--memory-limit-mb", args.memory_limit_mb, 0, low_open=True, optional=True)
     if args.study_name is not None and not args.study_name.strip():
         raise ConfigError("--study-name is empty; give a name, or leave the option out.")
@@ -129,7 +131,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     from ..meta.storages import check_storage, open_storage
     from ..models.loader import resolve_model
-    from ..pruners import MetaPEFTPruner
     from ..tasks import load_task
     from ..training import PEFTObjective, TrainingBudget
 
@@ -163,8 +164,29 @@ def cmd_tune(args: argparse.Namespace) -> int:
     study_name = args.study_name or f"{task.name}-{args.model}-{args.sampler}"
     # Heartbeats fail dead workers' trials; a study of other objectives is refused here.
     storage = open_storage(args.storage, heartbeat=True)
-    if study_name in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
+    if study_name in optuna.get_all_study_names(storage):
         objective.check_objectives(optuna.load_study(study_name=study_name, storage=storage))
+    if args.workers > 1:
+        code = run_workers(args.argv, args.workers)
+        if study_name not in optuna.get_all_study_names(storage):
+            return code  # every worker failed before the study began; each said why
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    else:
+        study, code = optimize(args, objective, storage, study_name, artifacts)
+    if not args.as_worker:
+        # Named by the study's id: a study name is the user's text, never a path.
+        plot = plot or out / f"study-{study._study_id}-pareto.png"
+        show_study(args, study, objective.objectives, plot, artifacts)
+    return code
+
+
+def optimize(args: argparse.Namespace, objective, storage, study_name: str, artifacts):
+    """Run this process's trials of the study; returns the study and the exit code."""
+    import optuna
+
+    from ..pruners import MetaPEFTPruner
+
+    task = objective.task
     print(f"loading {args.model} and measuring {task.name} ...", flush=True)
     chars = objective.characteristics
     print(
@@ -222,6 +244,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
             )
     else:
         print(f"study {study_name!r} has its {args.trials} trials already; showing it.")
+    return study, code
+
+
+def show_study(args: argparse.Namespace, study, objectives, plot: Path, artifacts) -> None:
+    """The recommendation, the front with the zero-shot baseline, the Pareto plot (written
+    to ``plot``) and the dashboard command."""
+    study_name = study.study_name
     recommendation = study.user_attrs.get(schema.STUDY_RECOMMENDATION)
     if recommendation:
         print(
@@ -247,14 +276,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
             print("\n".join(wrap("  " + text, indent="    ")))
     quality = schema.quality_objective(objectives)
     if done and quality and set(objectives) & set(schema.COST_OBJECTIVES):
-        # Named by the study's id: a study name is the user's text, never a path.
-        path = plot or out / f"study-{study._study_id}-pareto.png"
-        print(f"\nPareto plot:\n  {save_pareto_plot(study, path, objectives)}")
+        print(f"\nPareto plot:\n  {save_pareto_plot(study, plot, objectives)}")
     dashboard = f"optuna-dashboard {args.storage}"
     if artifacts:
         dashboard += f" \\\n      --artifact-dir {artifacts}"
     print(f"\nInspect the study (notes, adapters, curves) in the dashboard:\n  {dashboard}")
-    return code
 
 
 def cmd_main(args: argparse.Namespace) -> int:

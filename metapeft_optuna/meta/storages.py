@@ -105,8 +105,8 @@ SQLITE, JOURNAL = "SQLite database", "Optuna journal file"
 
 
 def check_storage_file(spec: str, path: Path, kind: str, create: bool) -> None:
-    """Raise :class:`ConfigError` unless ``path`` is a ``kind`` (an empty or missing file
-    when ``create``) in a place that can be written. Reads at most one line."""
+    """Raise :class:`ConfigError` unless ``path`` is a ``kind`` (or, when ``create``, an
+    empty or missing file in a place that can be written). Reads at most one line."""
     if path.is_file() and path.stat().st_size:
         with open(path, "rb") as fh:
             head = fh.readline(1 << 16)
@@ -114,9 +114,10 @@ def check_storage_file(spec: str, path: Path, kind: str, create: bool) -> None:
             ok = head.startswith(b"SQLite format 3\0")
         else:
             try:
-                ok = isinstance(json.loads(head), dict) and "op_code" in json.loads(head)
+                record = json.loads(head)
             except ValueError:
-                ok = False
+                record = None
+            ok = isinstance(record, dict) and "op_code" in record
         if not ok:
             raise ConfigError(
                 f"storage {spec!r}: {path} is not an {kind} (it holds something else); "
@@ -127,7 +128,8 @@ def check_storage_file(spec: str, path: Path, kind: str, create: bool) -> None:
             f"storage {spec!r}: {path} does not exist; name an existing storage "
             "(`metapeft tune --storage` creates one)."
         )
-    check_writable("storage", path, folder=False)
+    if create:  # reading experience needs no write access
+        check_writable("storage", path, folder=False)
 
 
 def _rdb_storage(url: str, scheme: str, heartbeat: bool) -> optuna.storages.RDBStorage:
