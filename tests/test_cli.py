@@ -472,15 +472,8 @@ def test_workers_share_one_study_with_their_share_of_the_threads(tune_args, tmp_
     threads; the parent prints the front once."""
     from metapeft_optuna.cli.workers import threads_per_worker, worker_command
 
-    assert worker_command(["tune", "--workers", "3", "--task", "x", "--workers=2"])[3:] == [
-        "tune",
-        "--task",
-        "x",
-        "--workers",
-        "1",
-        "--as-worker",
-        "--quiet",
-    ]
+    command = worker_command(["tune", "--workers", "3", "--task", "x", "--workers=2"], 1)
+    assert command[3:] == ["tune", "--task", "x", "--workers", "1", "--as-worker", "1", "--quiet"]
     args = [*tune_args, "--sampler", "random", "--trials", "4", "--workers", "2"]
     assert main([*args, "--no-prior"]) == 0
     out = capsys.readouterr().out

@@ -137,7 +137,7 @@ def _add_tune_options(parser: argparse.ArgumentParser, *, main: bool) -> None:
         help="worker processes sharing the study, each with cores/N BLAS threads (2 on 2 "
         "cores: more fine-tunes per hour, see docs/performance.md) (default: %(default)s)",
     )
-    parser.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--as-worker", type=int, help=argparse.SUPPRESS)  # worker index
 
 
 def build_parser() -> argparse.ArgumentParser:

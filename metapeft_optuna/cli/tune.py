@@ -173,7 +173,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         study = optuna.load_study(study_name=study_name, storage=storage)
     else:
         study, code = optimize(args, objective, storage, study_name, artifacts)
-    if not args.as_worker:
+    if args.as_worker is None:
         # Named by the study's id: a study name is the user's text, never a path.
         plot = plot or out / f"study-{study._study_id}-pareto.png"
         show_study(args, study, objective.objectives, plot, artifacts)
@@ -194,9 +194,9 @@ def optimize(args: argparse.Namespace, objective, storage, study_name: str, arti
         f"examples, ~{chars.sequence_length} tokens each\nobjectives: "
         + ", ".join(f"{o} ({schema.OBJECTIVE_SPECS[o].direction})" for o in objective.objectives)
     )
-    sampler = make_sampler(
-        args.sampler, objective, args.seed, not args.no_prior, args.experience or ()
-    )
+    # Workers of one --workers run must not replay each other's draws.
+    seed = args.seed if args.as_worker is None else args.seed * 1000 + args.as_worker
+    sampler = make_sampler(args.sampler, objective, seed, not args.no_prior, args.experience or ())
     pruner = (
         MetaPEFTPruner(use_prior=not args.no_prior)
         if args.pruner == "meta"

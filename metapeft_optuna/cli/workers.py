@@ -23,9 +23,9 @@ from .resume import Interrupted, stop_signals
 RUN_CLI = "import sys; from metapeft_optuna.cli import main; sys.exit(main())"
 
 
-def worker_command(argv: Sequence[str]) -> list[str]:
-    """``argv`` (a ``metapeft tune`` command line) as one worker's command: one worker,
-    no summary (the parent prints it), no progress bar."""
+def worker_command(argv: Sequence[str], index: int) -> list[str]:
+    """``argv`` (a ``metapeft tune`` command line) as worker ``index``'s command: one
+    worker, its own sampler seed, no summary (the parent prints it), no progress bar."""
     kept, skip = [], False
     for arg in argv:
         if skip:
@@ -34,7 +34,8 @@ def worker_command(argv: Sequence[str]) -> list[str]:
             skip = True
         elif not arg.startswith("--workers="):
             kept.append(arg)
-    return [sys.executable, "-c", RUN_CLI, *kept, "--workers", "1", "--as-worker", "--quiet"]
+    worker = ["--workers", "1", "--as-worker", str(index), "--quiet"]
+    return [sys.executable, "-c", RUN_CLI, *kept, *worker]
 
 
 def threads_per_worker(workers: int) -> int:
@@ -51,7 +52,7 @@ def run_workers(argv: Sequence[str], workers: int) -> int:
     threads = str(threads_per_worker(workers))
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     print(f"{workers} workers, {threads} thread(s) each", flush=True)
-    procs = [subprocess.Popen(worker_command(argv), env=env) for _ in range(workers)]
+    procs = [subprocess.Popen(worker_command(argv, i), env=env) for i in range(workers)]
     try:
         with stop_signals():
             codes = [p.wait() for p in procs]
