@@ -11,6 +11,7 @@ catalogue and writes ``docs/reliability.md`` from the lines the cases really get
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import os
@@ -200,27 +201,18 @@ def _corrupt_prior(file: str, text: bytes) -> Callable[[Path], list[str]]:
     return argv
 
 
-def _shown_call(name: str, kwargs: dict[str, Any]) -> str:
-    return f"{name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+def _python(target: str, *args: Any, **kwargs: Any) -> Callable[[Path], Any]:
+    """A call of ``target`` (``module:name``, the name may be dotted) with these arguments."""
+    module, _, name = target.partition(":")
 
-
-def _space(**kwargs: Any) -> Callable[[Path], Any]:
     def call(d: Path) -> Any:
-        from metapeft_optuna.training import PEFTSearchSpace
+        function = importlib.import_module(module)
+        for part in name.split("."):
+            function = getattr(function, part)
+        return function(*args, **kwargs)
 
-        return PEFTSearchSpace(**kwargs)
-
-    call.shown = _shown_call("PEFTSearchSpace", kwargs)
-    return call
-
-
-def _specs(**kwargs: Any) -> Callable[[Path], Any]:
-    def call(d: Path) -> Any:
-        from metapeft_optuna.training.search_space import default_specs
-
-        return default_specs(**kwargs)
-
-    call.shown = _shown_call("default_specs", kwargs)
+    shown = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+    call.shown = f"{name}({', '.join(shown)})"
     return call
 
 
@@ -247,46 +239,9 @@ def _enqueued(params: dict[str, Any]) -> Callable[[Path], str]:
     return call
 
 
-def _adapter_config(method: str, **kwargs: Any) -> Callable[[Path], Any]:
-    def call(d: Path) -> Any:
-        from metapeft_optuna.peft import PEFTMethod, config_class
-
-        return config_class(PEFTMethod(method))(**kwargs)
-
-    call.shown = _shown_call(f"config_class({method!r})", kwargs)
-    return call
-
-
-def _budget(**kwargs: Any) -> Callable[[Path], Any]:
-    def call(d: Path) -> Any:
-        from metapeft_optuna.training import TrainingBudget
-
-        return TrainingBudget(**kwargs)
-
-    call.shown = _shown_call("TrainingBudget", kwargs)
-    return call
-
-
-def _objective(**kwargs: Any) -> Callable[[Path], Any]:
-    def call(d: Path) -> Any:
-        from metapeft_optuna.training import PEFTObjective
-
-        return PEFTObjective("parity@64", model="tiny", **kwargs)
-
-    call.shown = _shown_call("PEFTObjective", {"task": "parity@64", "model": "tiny", **kwargs})
-    return call
-
-
-def _from_storages(spec: Callable[[Path], str]) -> Callable[[Path], Any]:
-    def call(d: Path) -> Any:
-        from metapeft_optuna.meta import ExperienceBuffer
-
-        return ExperienceBuffer.from_storages([spec(d)])
-
-    call.shown = "ExperienceBuffer.from_storages(['DIR/x.db'])"
-    return call
-
-
+SPECS = "metapeft_optuna.training.search_space:default_specs"
+LORA = "metapeft_optuna.peft:LoRAConfig"
+OBJECTIVE = "metapeft_optuna.training:PEFTObjective"
 GOOD_ROWS = [
     {"prompt": f"{i:04b} is", "completion": "even" if i % 2 == 0 else "odd"} for i in range(16)
 ]
@@ -677,16 +632,19 @@ CATALOGUE: list[BadInput] = [
         "python",
         "PEFTSearchSpace with an unknown method",
         "qlora",
-        call=_space(methods=["lora", "qlora"]),
+        call=_python("metapeft_optuna.training:PEFTSearchSpace", methods=["lora", "qlora"]),
     ),
     BadInput(
         "python",
         "default_specs with low > high",
         "learning_rate",
-        call=_specs(learning_rate=(1e-1, 1e-4)),
+        call=_python(SPECS, learning_rate=(1e-1, 1e-4)),
     ),
     BadInput(
-        "python", "default_specs with no batch size", "batch_sizes", call=_specs(batch_sizes=())
+        "python",
+        "default_specs with no batch size",
+        "batch_sizes",
+        call=_python(SPECS, batch_sizes=()),
     ),
     BadInput(
         "trial",
@@ -707,24 +665,24 @@ CATALOGUE: list[BadInput] = [
         "parameter(s) rank",
         call=_enqueued({"method": "lora", "rank": 8}),
     ),
-    BadInput("python", "a LoRA rank of 0", "rank=0", call=_adapter_config("lora", rank=0)),
-    BadInput("python", "a dropout of 1", "dropout", call=_adapter_config("lora", dropout=1.0)),
+    BadInput("python", "a LoRA rank of 0", "rank=0", call=_python(LORA, rank=0)),
+    BadInput("python", "a dropout of 1", "dropout", call=_python(LORA, dropout=1.0)),
     BadInput(
         "python",
         "a budget of no learning-curve points",
         "curve_points",
-        call=_budget(curve_points=0),
+        call=_python("metapeft_optuna.training:TrainingBudget", curve_points=0),
     ),
     BadInput(
         "python",
         "objectives with an unknown name",
         "unknown",
-        call=_objective(objectives=("quality",)),
+        call=_python(OBJECTIVE, "parity@64", model="tiny", objectives=("quality",)),
     ),
     BadInput(
         "python",
         "experience from a plain path",
         "sqlite:///",
-        call=_from_storages(lambda d: str(d / "x.db")),
+        call=_python("metapeft_optuna.meta:ExperienceBuffer.from_storages", ["x.db"]),
     ),
 ]

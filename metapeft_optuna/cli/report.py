@@ -8,7 +8,6 @@ from pathlib import Path
 
 from .. import schema
 from ..atomic import atomic_write_with
-from ..training.dashboard import measured_text
 
 WIDTH = 100  # the terminal width every table and line fits
 
@@ -16,6 +15,8 @@ WIDTH = 100  # the terminal width every table and line fits
 def quality_text(metrics: dict, name: str) -> str:
     """``"0.812 ± 0.020"`` for a quality metric with its standard error (val_loss also
     shows perplexity)."""
+    from ..training.dashboard import measured_text  # training imports MLX: not at CLI start
+
     text = measured_text(metrics, name)
     if name == "val_loss" and text != "-" and metrics.get("perplexity") is not None:
         text += f" (ppl {metrics['perplexity']:.2f})"

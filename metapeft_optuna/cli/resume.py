@@ -8,12 +8,13 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import optuna
-from optuna.storages import RetryFailedTrialCallback
-from optuna.trial import FrozenTrial, TrialState
+from typing import TYPE_CHECKING
 
 from .. import schema
+
+if TYPE_CHECKING:  # optuna loads when a study runs, not when the CLI starts
+    import optuna
+    from optuna.trial import FrozenTrial
 
 
 class Interrupted(KeyboardInterrupt):
@@ -43,19 +44,27 @@ def stop_signals() -> Iterator[None]:
             signal.signal(number, old)
 
 
+def interrupted(trial: FrozenTrial) -> bool:
+    """A trial failed by SIGINT or SIGTERM (its fail reason says so)."""
+    reason = trial.user_attrs.get(schema.TRIAL_FAIL_REASON)
+    return reason is not None and reason.startswith(schema.INTERRUPTED)
+
+
 def cut_short(trial: FrozenTrial) -> bool:
     """A failed trial that never ran to an end: interrupted by a signal, or failed by a
     heartbeat because its worker died (Optuna records no reason then). A trial failed by
     its configuration (NaN loss, memory ceiling) has a reason and ran to an end."""
-    reason = trial.user_attrs.get(schema.TRIAL_FAIL_REASON)
-    return trial.state == TrialState.FAIL and (
-        reason is None or reason.startswith(schema.INTERRUPTED)
-    )
+    from optuna.trial import TrialState
+
+    no_reason = not trial.user_attrs.get(schema.TRIAL_FAIL_REASON)
+    return trial.state == TrialState.FAIL and (no_reason or interrupted(trial))
 
 
 def counted_trials(study: optuna.Study) -> int:
     """The study's trials that ran to an end (complete, pruned, or failed by their
     configuration): what ``--trials`` counts."""
+    from optuna.trial import TrialState
+
     ended = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     return sum(not cut_short(t) for t in study.get_trials(deepcopy=False, states=ended))
 
@@ -75,10 +84,11 @@ class StopAtTrials:
 def retry_interrupted(study: optuna.Study) -> None:
     """Enqueue once the configuration of every interrupted trial not yet retried (a dead
     worker's trial is retried by the storage's heartbeat callback)."""
+    from optuna.storages import RetryFailedTrialCallback
+
     trials = study.get_trials(deepcopy=False)
     retried = {RetryFailedTrialCallback.retried_trial_number(t) for t in trials}
     retry = RetryFailedTrialCallback(max_retry=1)
     for trial in trials:
-        reason = str(trial.user_attrs.get(schema.TRIAL_FAIL_REASON, ""))
-        if reason.startswith(schema.INTERRUPTED) and trial.number not in retried:
+        if interrupted(trial) and trial.number not in retried:
             retry(study, trial)

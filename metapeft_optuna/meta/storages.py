@@ -74,7 +74,7 @@ def open_storage(
         return optuna.storages.JournalStorage(backend)
     if text.startswith("postgresql://"):  # psycopg 3 whatever SQLAlchemy's default driver
         text = "postgresql+psycopg://" + text[len("postgresql://") :]
-    return _rdb_storage(text, text.split("://", 1)[0].split("+", 1)[0], heartbeat)
+    return _rdb_storage(text, heartbeat)
 
 
 def check_storage(spec: str, *, create: bool = True) -> Path | None:
@@ -88,14 +88,15 @@ def check_storage(spec: str, *, create: bool = True) -> Path | None:
         path = Path(spec).expanduser()
         check_storage_file(spec, path, JOURNAL, create)
         return path
-    scheme = spec.split("://", 1)[0].split("+", 1)[0] if "://" in spec else None
-    if scheme not in RDB_SCHEMES:
+    scheme, found, rest = spec.partition("://")
+    if not found or scheme.split("+", 1)[0] not in RDB_SCHEMES:
         raise ConfigError(
-            f"storage {spec!r}: not an Optuna storage; write sqlite:///{spec.split('://')[-1]} "
+            f"storage {spec!r}: not an Optuna storage; write sqlite:///{rest or spec} "
             "(SQLite), postgresql://user@host/db, or a journal file path ending in .log."
         )
-    if scheme == "sqlite" and spec.split(":///", 1)[-1] not in ("", ":memory:"):
-        path = Path(spec.split(":///", 1)[-1]).expanduser()
+    database = rest[1:]  # sqlite:///PATH: PATH after the third slash
+    if scheme.startswith("sqlite") and database not in ("", ":memory:"):
+        path = Path(database).expanduser()
         check_storage_file(spec, path, SQLITE, create)
         return path
     return None
@@ -132,13 +133,14 @@ def check_storage_file(spec: str, path: Path, kind: str, create: bool) -> None:
         check_writable("storage", path, folder=False)
 
 
-def _rdb_storage(url: str, scheme: str, heartbeat: bool) -> optuna.storages.RDBStorage:
+def _rdb_storage(url: str, heartbeat: bool) -> optuna.storages.RDBStorage:
     """``RDBStorage(url)``, its errors as one line each. Workers started together on an
     empty database race to create its tables: the loser retries (the tables are there)."""
     import sqlalchemy.exc
     from sqlalchemy.engine import make_url
 
-    shown = make_url(url).render_as_string(hide_password=True)
+    parsed = make_url(url)
+    shown = parsed.render_as_string(hide_password=True)
     for attempt in range(SCHEMA_ATTEMPTS):
         try:
             with warnings.catch_warnings():  # heartbeats are flagged experimental
@@ -152,7 +154,7 @@ def _rdb_storage(url: str, scheme: str, heartbeat: bool) -> optuna.storages.RDBS
                     }
                 return optuna.storages.RDBStorage(url, **options)
         except ImportError:
-            hint = DRIVERS.get(scheme, "the SQLAlchemy driver for this URL")
+            hint = DRIVERS.get(parsed.get_backend_name(), "the SQLAlchemy driver for this URL")
             raise ConfigError(f"storage {shown}: its database driver is missing; {hint}.") from None
         except sqlalchemy.exc.OperationalError as exc:
             reason = str(exc.orig or exc).strip().splitlines()[0]

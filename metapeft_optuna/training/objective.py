@@ -354,9 +354,7 @@ class PEFTObjective:
         trial.set_user_attr(schema.TRIAL_EVAL_SECONDS, result.eval_seconds)
         trial.set_user_attr("tokens_per_second", result.tokens_per_second)
         # train_seconds depends on the BLAS threads (metapeft tune --workers pins them)
-        trial.set_user_attr(
-            "cpu_threads", int(os.environ.get("MKL_NUM_THREADS") or 0) or os.cpu_count()
-        )
+        trial.set_user_attr("cpu_threads", int(os.environ.get("MKL_NUM_THREADS") or os.cpu_count()))
         if self.adapters_dir is not None:  # not the scratch copy behind the artifacts
             trial.set_user_attr(schema.TRIAL_ADAPTER, result.adapter_path)
         for key, value in result.extra.items():

@@ -145,11 +145,12 @@ class PEFTSearchSpace:
         if storage is None:
             return
         fixed = storage.get_trial_system_attrs(trial._trial_id).get("fixed_params") or {}
-        unknown = sorted(set(fixed) - set(self.distributions()))
+        known = self.distributions()
+        unknown = sorted(set(fixed) - set(known))
         if unknown:
             raise ConfigError(
                 f"enqueued parameter(s) {', '.join(unknown)} are not in the search space; "
-                f"its parameters are {', '.join(self.distributions())}."
+                f"its parameters are {', '.join(known)}."
             )
 
     def sample(self, rng: np.random.Generator, method: str | None = None) -> dict[str, Any]:
