@@ -231,3 +231,26 @@ def test_generation_accuracy_decodes_only_what_teacher_forcing_missed(tiny, tmp_
         assert any(forced.hits)  # the shortcut was taken for some examples
     finally:
         adapter.detach()
+
+
+def test_a_retried_trial_measures_afresh(tiny):
+    """Optuna's retry callbacks copy the failed trial's user attributes: the retry's
+    learning curve starts empty (the pruner reads it) and the old fail reason goes."""
+    objective = PEFTObjective(
+        "parity@64", tiny, budget=TrainingBudget(eval_examples=8, curve_examples=8)
+    )
+    study = optuna.create_study(
+        directions=objective.directions, pruner=MetaPEFTPruner(use_prior=False)
+    )
+    params = {"method": "lora", "steps": 10, "batch_size": 4}
+    inherited = [{"step": 5, "train_seconds": 1.0, "val_loss": 2.0}]
+    study.enqueue_trial(
+        params,
+        user_attrs={schema.TRIAL_CURVE: inherited, schema.TRIAL_FAIL_REASON: "interrupted"},
+    )
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    steps = [p["step"] for p in trial.user_attrs[schema.TRIAL_CURVE]]
+    assert steps == sorted(set(steps)) and steps[-1] == 10
+    assert not trial.user_attrs.get(schema.TRIAL_FAIL_REASON)

@@ -264,6 +264,11 @@ class PEFTObjective:
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         self._mark_study(trial.study)
+        # A retried trial (Optuna's retry callbacks) inherits the failed one's attributes:
+        # its measurements start afresh.
+        for key in (schema.TRIAL_CURVE, schema.TRIAL_FAIL_REASON):
+            if trial.user_attrs.get(key):
+                trial.set_user_attr(key, None)
         try:
             method, hyperparameters = self.search_space.suggest(
                 trial, num_layers=len(self.loaded.model.layers), init_text=self.task.description
