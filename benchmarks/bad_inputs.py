@@ -60,14 +60,15 @@ its trial with the reason in the trial's `fail_reason` attribute, and the study 
 `python benchmarks/faults.py` starts a tiny-model `metapeft tune` study (MetaPEFTSampler,
 SQLite with heartbeats, artifacts, the Pareto plot), kills it after a random 0.5-12 s with
 SIGKILL or SIGTERM, restarts it, 20 times, then waits for dead workers' heartbeats to go
-stale and runs it to its end. Measured 2026-11-30 (seed 0, 310 s):
+stale and runs it to its end. Measured 2026-11-30 (seed 0, 413 s; an earlier run found
+that a retried trial kept the old learning curve, now fixed):
 
 | | |
 |---|---|
-| kills (SIGKILL / SIGTERM) | 20 (8 / 12), 14 inside a trial |
-| completed trials lost | 0 of 50 |
-| zombies (RUNNING or WAITING) after the restart | 0 (6 dead workers' trials retried) |
-| duplicated experience rows | 0 (50 rows for 50 finished trials) |
+| kills (SIGKILL / SIGTERM) | 20 (8 / 12), 16 inside a trial |
+| completed trials lost | 0 of 30 |
+| zombies (RUNNING or WAITING) after the restart | 0 (4 dead workers' trials retried) |
+| duplicated experience rows | 0 (30 rows for 30 finished trials) |
 | truncated files (PNG, JSON, safetensors, SQLite, named artifacts) | 0 |
 | temporary files left | 0 |
 
