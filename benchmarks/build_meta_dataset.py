@@ -31,6 +31,7 @@ import argparse
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 
 import metapeft_optuna
@@ -130,6 +131,33 @@ def mark_interrupted(study: optuna.Study) -> None:
         study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
 
 
+def rekey(storage: str, study: optuna.Study, objective: PEFTObjective) -> optuna.Study:
+    """``study`` moved onto ``objective``'s objectives: for a task whose quality objective
+    changed since its trials ran on the same data (reverse_word and roman_numerals went
+    from accuracy to val_loss). Every trial recorded both, so each keeps its measurement;
+    only which of them are the study's values changes. Optuna cannot change a study's
+    directions, so the study is recreated under its name with the same trials."""
+    trials, attrs, names = study.get_trials(deepcopy=True), study.user_attrs, study.metric_names
+    for trial in trials:
+        if trial.state == TrialState.COMPLETE:
+            metrics = schema.trial_metrics(names, trial.values, trial.user_attrs)
+            trial.values = [metrics[name] for name in objective.objectives]
+    optuna.delete_study(study_name=study.study_name, storage=storage)
+    new = optuna.create_study(
+        study_name=study.study_name, storage=storage, directions=objective.directions
+    )
+    with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        new.set_metric_names(list(objective.objectives))
+    for key, value in attrs.items():
+        if key == schema.STUDY_TASK:
+            value = {**value, "quality": objective.task.quality_objective}
+        new.set_user_attr(key, value)
+    for trial in trials:
+        new.add_trial(trial)
+    return new
+
+
 def best_metric(
     trials: list[optuna.trial.FrozenTrial], metric: str
 ) -> tuple[float | None, float | None, str | None]:
@@ -166,9 +194,13 @@ def learns(
 
 
 class LoggedObjective(PEFTObjective):
-    """Records the machine's load average at the start of each trial."""
+    """Records the machine's load average at the start of each trial, and the number of
+    the trial it ran last."""
+
+    last_trial = -1
 
     def __call__(self, trial: optuna.Trial):
+        self.last_trial = trial.number
         trial.set_user_attr("load_average", os.getloadavg()[0])
         return super().__call__(trial)
 
@@ -204,6 +236,8 @@ def build(storage: str, tasks: list[str], configs: int, model_spec: str) -> None
             load_if_exists=True,
             directions=objectives[spec].directions,
         )
+        if schema.study_objectives(studies[spec]) != tuple(objectives[spec].objectives):
+            studies[spec] = rekey(storage, studies[spec], objectives[spec])
         mark_interrupted(studies[spec])
         # A task whose data changed since its trials ran would mix two tasks: stop here
         # (the message names the study to delete or rename) rather than fail every trial.
@@ -212,7 +246,9 @@ def build(storage: str, tasks: list[str], configs: int, model_spec: str) -> None
     started, ran = time.time(), 0
     while (spec := next_task(studies, configs)) is not None:
         study = studies[spec]
-        if redo := pending_redo(study):
+        if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            pass  # enqueued by a run stopped before it ran: Optuna runs it first
+        elif redo := pending_redo(study):
             study.enqueue_trial(redo[0].params)
         else:
             turn = task_seed(spec) // 1000 + len(counted(study))
@@ -222,7 +258,7 @@ def build(storage: str, tasks: list[str], configs: int, model_spec: str) -> None
         wait_while_held()
         t0 = time.time()
         study.optimize(objectives[spec], n_trials=1, catch=(Exception,))
-        trial, ran = study.trials[-1], ran + 1
+        trial, ran = study.trials[objectives[spec].last_trial], ran + 1
         outcome = trial.values or trial.user_attrs.get(schema.TRIAL_FAIL_REASON)
         print(
             f"[{time.strftime('%H:%M:%S')}] {spec} #{trial.number} "

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from metapeft_optuna.models import load_model
 from metapeft_optuna.peft import AdapterFactory, BaseAdapter, load_adapter, save_adapter
 from metapeft_optuna.tasks import load_task
-from metapeft_optuna.training.batching import collate, encode_task_examples, iterate_batches
+from metapeft_optuna.training.batching import (
+    EncodedExample,
+    collate,
+    encode_task_examples,
+    iterate_batches,
+)
+from metapeft_optuna.training.frozen import FrozenBlocks
 from metapeft_optuna.training.loss import answer_loss
 from metapeft_optuna.training.step import make_optimizer, make_train_step
 
@@ -208,3 +214,18 @@ def test_fuse_gives_the_same_outputs(case, tmp_path):
     fused = adapter.fuse(dequantize=True)
     assert not any(hasattr(m, "lora_a") or hasattr(m, "lora_A") for _, m in fused.named_modules())
     assert mx.allclose(fused(tokens), before, atol=1e-4, rtol=1e-4)
+
+
+def test_frozen_lower_blocks_are_reused_exactly(trained):
+    """Blocks below the lowest adapted one are frozen and unchanged (LoRA family on the
+    last blocks only): the forward from their cached output equals the full forward."""
+    case, result = trained
+    adapter, (_, _, method, config, _, _) = result.adapter, case
+    family = method in {"lora", "dora", "adalora"}
+    expected = 2 - config["num_layers"] if family and "num_layers" in config else 0
+    assert adapter.frozen_blocks == expected
+    if expected:
+        examples = [EncodedExample(tuple(row), (2,)) for row in result.probe.tolist()]
+        below = FrozenBlocks(adapter, examples).batch(range(4), result.probe.shape[1])
+        full = adapter(result.probe)
+        assert mx.allclose(adapter.forward_from(below, expected), full, atol=1e-5)

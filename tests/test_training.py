@@ -7,7 +7,7 @@ import math
 
 from metapeft_optuna import ConfigError, TrialFailedError, schema
 from metapeft_optuna.models import load_model
-from metapeft_optuna.peft import AdapterFactory
+from metapeft_optuna.peft import AdapterFactory, BaseAdapter
 from metapeft_optuna.tasks import load_task
 from metapeft_optuna.training.batching import (
     ANSWER_QUANTUM,
@@ -56,6 +56,31 @@ def test_fine_tune_is_deterministic_under_a_seed(tiny):
         return [(p.step, p.train_loss, p.val_loss, p.val_metric) for p in result.learning_curve]
 
     assert learned(first) == learned(second)
+
+
+@pytest.mark.parametrize(
+    "method, config",
+    [
+        ("lora", {"rank": 4, "dropout": 0.1}),
+        ("dora", {"rank": 4}),
+        ("adalora", {"init_r": 4, "target_r": 2}),
+    ],
+)
+def test_reusing_frozen_lower_blocks_trains_the_same(tiny, monkeypatch, method, config):
+    """The last block adapted: the first is computed once per example (FrozenBlocks),
+    and training follows the same path as recomputing it every step."""
+    hyperparameters = {"learning_rate": 1e-2, "batch_size": 8, "steps": 12, "num_layers": 1}
+    hyperparameters.update(config)
+
+    def curve():
+        result = fine_tune(tiny, "parity@64", method, hyperparameters, BUDGET)
+        return [(p.train_loss, p.val_loss) for p in result.learning_curve], result.accuracy
+
+    reused = curve()
+    monkeypatch.setattr(BaseAdapter, "frozen_blocks", property(lambda self: 0))
+    recomputed = curve()
+    assert np.allclose(reused[0], recomputed[0], rtol=1e-4), (reused, recomputed)
+    assert reused[1] == recomputed[1]
 
 
 @pytest.mark.parametrize("task", ["addition@64", "count_vowels@64"])

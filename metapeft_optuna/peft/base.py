@@ -76,6 +76,29 @@ class BaseAdapter(nn.Module):
             return self.base(inputs)
         return model_access.hidden_states(self.base, inputs, cache)
 
+    @property
+    def frozen_blocks(self) -> int:
+        """How many leading blocks of the base model hold nothing trainable and are left
+        as they are by this adapter's forward: their outputs depend on the input tokens
+        alone, so a trainer may compute them once per example (see
+        :class:`~metapeft_optuna.training.frozen.FrozenBlocks`). 0 for adapters that
+        change the input or every block's attention (prompt, prefix and P-tuning), and
+        for models :func:`~metapeft_optuna.peft.model_access.splittable` rejects.
+        """
+        if type(self).__call__ is not BaseAdapter.__call__ or not model_access.splittable(
+            self.base
+        ):
+            return 0
+        for index, block in enumerate(self.base.model.layers):
+            if tree_flatten(block.trainable_parameters()):
+                return index
+        return len(self.base.model.layers)
+
+    def forward_from(self, hidden: mx.array, blocks: int) -> mx.array:
+        """Final hidden states from the output of the first ``blocks`` blocks (at most
+        :attr:`frozen_blocks`); the same as ``self(inputs)`` for those inputs."""
+        return model_access.blocks_from(self.base, hidden, blocks)
+
     def logits(self, hidden: mx.array) -> mx.array:
         """Vocabulary logits of the given hidden states."""
         return model_access.project_logits(self.base, hidden)

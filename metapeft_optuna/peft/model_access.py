@@ -64,6 +64,39 @@ def hidden_states(
     return model.model(inputs, cache=cache, input_embeddings=input_embeddings)
 
 
+def splittable(model: nn.Module) -> bool:
+    """Whether :func:`blocks_below` and :func:`blocks_from` reproduce ``model.model``'s
+    forward: a llama-style model (mlx-lm's ``LlamaModel``: embeddings, blocks called as
+    ``block(h, mask, cache)``, final norm) without sliding-window layers."""
+    inner = getattr(model, "model", None)
+    return type(inner).__name__ == "LlamaModel" and not any(
+        getattr(block, "use_sliding", False) for block in inner.layers
+    )
+
+
+def blocks_below(model: nn.Module, inputs: mx.array, blocks: int) -> mx.array:
+    """Hidden states ``(batch, length, hidden)`` after the first ``blocks`` blocks (no
+    final norm); ``model`` must be :func:`splittable`."""
+    from mlx_lm.models.base import create_attention_mask
+
+    h = embed(model, inputs)
+    mask = create_attention_mask(h)
+    for block in model.model.layers[:blocks]:
+        h = block(h, mask)
+    return h
+
+
+def blocks_from(model: nn.Module, hidden: mx.array, blocks: int) -> mx.array:
+    """Final-norm hidden states from those :func:`blocks_below` returned for ``blocks``:
+    the rest of the blocks, then the final norm."""
+    from mlx_lm.models.base import create_attention_mask
+
+    mask = create_attention_mask(hidden)
+    for block in model.model.layers[blocks:]:
+        hidden = block(hidden, mask)
+    return model.model.norm(hidden)
+
+
 def project_logits(model: nn.Module, hidden: mx.array) -> mx.array:
     """Vocabulary logits for the given hidden states (the LM head alone)."""
     if "lm_head" in model:

@@ -230,12 +230,18 @@ def collate(examples: Sequence[EncodedExample], pad_id: int = 0) -> Batch:
     )
 
 
-def iterate_batches(
-    examples: Sequence[EncodedExample], batch_size: int, *, seed: int, pad_id: int = 0
-) -> Iterator[Batch]:
-    """Endless length-bucketed batches: sort by length, cut, shuffle the batch order.
+def batch_indices(
+    examples: Sequence[EncodedExample], batch_size: int, *, seed: int
+) -> Iterator[list[int]]:
+    """Endless length-bucketed batches of indices into ``examples``: sort by length,
+    cut, shuffle the batch order.
 
     Every epoch reshuffles with a seeded generator, so a run is reproducible.
+
+    Example:
+        >>> examples = [EncodedExample((5,) * n, (2,)) for n in (3, 1, 2, 4)]
+        >>> next(batch_indices(examples, 2, seed=0))  # the two shortest, this time
+        [1, 2]
     """
     if not examples:
         raise ValueError("no training examples.")
@@ -249,4 +255,12 @@ def iterate_batches(
             order[i : i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)
         ]
         for index in rng.permutation(len(batches)):
-            yield collate([examples[i] for i in batches[index]], pad_id)
+            yield batches[index]
+
+
+def iterate_batches(
+    examples: Sequence[EncodedExample], batch_size: int, *, seed: int, pad_id: int = 0
+) -> Iterator[Batch]:
+    """The batches of :func:`batch_indices`, collated."""
+    for indices in batch_indices(examples, batch_size, seed=seed):
+        yield collate([examples[i] for i in indices], pad_id)

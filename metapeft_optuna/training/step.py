@@ -36,18 +36,23 @@ def make_train_step(
     *,
     max_grad_norm: float | None = 1.0,
     compile: bool = True,
-) -> Callable[[Batch], tuple[mx.array, mx.array, Any]]:
+    frozen_blocks: int = 0,
+) -> Callable[..., tuple[mx.array, mx.array, Any]]:
     """Build ``step(batch) -> (loss, answer tokens, gradients or None)``.
 
     The step is compiled with the adapter's and optimizer's state (and the random
     state, for dropout) as implicit inputs and outputs. Gradients are returned only to
     adapters that ask for them (AdaLoRA's budget allocator).
+
+    With ``frozen_blocks`` > 0 the step is ``step(batch, below)``: ``below`` holds the
+    batch's hidden states after that many frozen blocks (``FrozenBlocks.batch``), and
+    the forward starts there.
     """
     loss_and_grad = nn.value_and_grad(adapter, answer_loss)
     want_gradients = adapter.needs_step_gradients
 
-    def step(batch: Batch):
-        (loss, tokens), grads = loss_and_grad(adapter, batch)
+    def step(batch: Batch, below: mx.array | None = None):
+        (loss, tokens), grads = loss_and_grad(adapter, batch, below, frozen_blocks)
         if max_grad_norm is not None:
             grads, _ = optim.clip_grad_norm(grads, max_grad_norm)
         optimizer.update(adapter, grads)

@@ -23,8 +23,15 @@ from ..peft import (
 )
 from ..tasks import Example, Task, load_task
 from ..validation import check_int, check_number
-from .batching import EncodedExample, encode_example, encode_task_examples, iterate_batches
+from .batching import (
+    EncodedExample,
+    batch_indices,
+    collate,
+    encode_example,
+    encode_task_examples,
+)
 from .evaluation import LabelSet, score_test, teacher_forced
+from .frozen import FrozenBlocks
 from .results import CurvePoint, TrainingBudget, TrialResult
 from .step import make_optimizer, make_train_step
 
@@ -286,8 +293,15 @@ def _train_and_score(
 ) -> TrialResult:
     steps, learning_rate = training["steps"], training["learning_rate"]
     optimizer = make_optimizer(learning_rate, steps)
-    step_fn = make_train_step(adapter, optimizer, max_grad_norm=budget.max_grad_norm)
-    batches = iterate_batches(prepared.train, training["batch_size"], seed=budget.seed)
+    # Blocks below the lowest adapted one are computed once per example (frozen.py).
+    frozen = FrozenBlocks(adapter, prepared.train) if adapter.frozen_blocks else None
+    step_fn = make_train_step(
+        adapter,
+        optimizer,
+        max_grad_norm=budget.max_grad_norm,
+        frozen_blocks=frozen.blocks if frozen else 0,
+    )
+    batches = batch_indices(prepared.train, training["batch_size"], seed=budget.seed)
     curve_steps = set(budget.curve_steps(steps))
     curve: list[CurvePoint] = []
     losses: list[float] = []
@@ -298,8 +312,12 @@ def _train_and_score(
     mx.reset_peak_memory()
     started = time.perf_counter()
     for step in range(1, steps + 1):
-        batch = next(batches)
-        loss, _, gradients = step_fn(batch)
+        indices = next(batches)
+        batch = collate([prepared.train[i] for i in indices])
+        if frozen is None:
+            loss, _, gradients = step_fn(batch)
+        else:
+            loss, _, gradients = step_fn(batch, frozen.batch(indices, batch.tokens.shape[1]))
         mx.eval(loss, adapter.state, optimizer.state)
         if gradients is not None:
             adapter.after_step(step, gradients)
@@ -324,6 +342,8 @@ def _train_and_score(
     eval_seconds += time.perf_counter() - eval_start
     adapter_path = str(save_adapter(adapter, output_dir)) if output_dir is not None else None
     extra = {"active_rank": adapter.active_rank()} if hasattr(adapter, "active_rank") else {}
+    if frozen is not None:  # timings of trials before this reuse (2026-11-30) lack it
+        extra["frozen_blocks_reused"] = frozen.blocks
     return TrialResult(
         metrics=metrics,
         peak_memory_mb=peak / 2**20,

@@ -32,20 +32,22 @@ def sort_digits(rng: np.random.Generator) -> list[tuple[str, str]]:
 
 
 def parity(rng: np.random.Generator) -> list[tuple[str, str]]:
-    """Whether a 4-10 bit string has an even or odd number of ones."""
-    out = []
-    for _ in range(POOL):
-        bits = rng.integers(0, 2, size=int(rng.integers(4, 11))).tolist()
-        label = "odd" if sum(bits) % 2 else "even"
-        out.append((f"Bits: {''.join(map(str, bits))}\nParity:", f" {label}"))
-    return out
+    """Whether a number below 10000 is even or odd."""
+    # Not the parity of a bit string (the count of ones): SmolLM2-135M stayed at chance on
+    # that in all 12 of the learnability bar's configurations (docs/task-signal.md).
+    return [
+        (f"Number: {n}\nParity:", " odd" if n % 2 else " even")
+        for n in rng.integers(0, 10000, size=POOL).tolist()
+    ]
 
 
 def compare_numbers(rng: np.random.Generator) -> list[tuple[str, str]]:
-    """Whether the first of two numbers is larger or smaller."""
+    """Whether the first of two two-digit numbers is larger or smaller."""
+    # Two digits, not four: with numbers below 10000 the best of the bar's 12
+    # configurations scored 0.610 against 0.463 zero-shot, short of the bar.
     out = []
     while len(out) < POOL:
-        a, b = rng.integers(0, 10000, size=2).tolist()
+        a, b = rng.integers(10, 100, size=2).tolist()
         if a != b:
             label = "larger" if a > b else "smaller"
             out.append((f"Is {a} larger or smaller than {b}?\nAnswer:", f" {label}"))

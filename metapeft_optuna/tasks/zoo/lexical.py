@@ -40,16 +40,6 @@ def sentiment_strength(rng: np.random.Generator) -> list[tuple[str, str]]:
     return [(f"Word: {w}\nIntensity:", f" {label}") for w, label in pairs]
 
 
-def emoticon_sentiment(rng: np.random.Generator) -> list[tuple[str, str]]:
-    """Polarity of emoticons and internet slang (non-alphabetic VADER entries)."""
-    pairs = [
-        (w, "positive" if v > 0 else "negative")
-        for w, v in vader_lexicon()
-        if not _WORD.fullmatch(w) and abs(v) >= 0.5
-    ]
-    return [(f"Emoticon: {w}\nSentiment:", f" {label}") for w, label in pairs]
-
-
 @cache
 def _top_words(lang: str, n: int) -> tuple[str, ...]:
     import wordfreq

@@ -42,20 +42,3 @@ def _sklearn_task(loader: str, question: str, k: int | None = None, labels=None)
 iris = _sklearn_task("load_iris", "Species:")
 wine = _sklearn_task("load_wine", "Cultivar:", k=4, labels=["one", "two", "three"])
 breast_cancer = _sklearn_task("load_breast_cancer", "Diagnosis:", k=4)
-
-
-def diabetes_level(rng: np.random.Generator) -> list[tuple[str, str]]:
-    """Disease progression after one year (scikit-learn diabetes), binned into tertiles."""
-    import sklearn.datasets
-
-    data = sklearn.datasets.load_diabetes(scaled=False)
-    x, target = data.data, data.target
-    cuts = np.quantile(target, [1 / 3, 2 / 3])
-    y = np.digitize(target, cuts)
-    cols = _top_features(x, y, 4)
-    names = ["age", "sex", "bmi", "blood pressure", "s1", "s2", "s3", "s4", "s5", "s6"]
-    levels = ["low", "medium", "high"]
-    return [
-        (f"{_describe([names[c] for c in cols], row[cols])}\nProgression:", f" {levels[int(t)]}")
-        for row, t in zip(x, y)
-    ]

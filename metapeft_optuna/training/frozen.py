@@ -1,0 +1,59 @@
+"""Hidden states of the frozen lower blocks, computed once per example within a trial.
+
+LoRA, DoRA and AdaLoRA on the last blocks only (``lora_layer_fraction`` below 1) leave
+the blocks below them frozen and unchanged (:attr:`BaseAdapter.frozen_blocks`): what
+those blocks output for an example depends on its tokens alone, yet every step that
+revisits the example would compute it again. :class:`FrozenBlocks` computes it the first
+time a trial meets the example and reuses it for the rest of the trial. It lives for one
+trial, so a trial's time and memory do not depend on what ran before it. Right padding
+changes nothing: causal attention never looks ahead, so an example's states are the
+same alone and in any batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import mlx.core as mx
+
+from ..peft import BaseAdapter
+from ..peft.model_access import blocks_below
+from .batching import EncodedExample, collate
+
+
+class FrozenBlocks:
+    """Per-example hidden states after an adapter's frozen lower blocks, filled lazily.
+
+    Args:
+        adapter: The adapter being trained; ``adapter.frozen_blocks`` must be above 0.
+        examples: The examples batches index into (the training split).
+
+    Example:
+        >>> from metapeft_optuna.models import load_model
+        >>> from metapeft_optuna.peft import AdapterFactory
+        >>> model, _, _ = load_model("tiny")
+        >>> adapter = AdapterFactory.create_adapter("lora", model, {"rank": 4, "num_layers": 1})
+        >>> examples = [EncodedExample((5, 6, 7), (8, 2)), EncodedExample((5,), (9, 2))]
+        >>> FrozenBlocks(adapter, examples).batch([1, 0], length=4).shape  # 1 of 2 blocks
+        (2, 4, 64)
+    """
+
+    def __init__(self, adapter: BaseAdapter, examples: Sequence[EncodedExample]):
+        if adapter.frozen_blocks < 1:
+            raise ValueError(f"{adapter.method}: no frozen lower blocks to reuse.")
+        self.adapter, self.examples, self.blocks = adapter, examples, adapter.frozen_blocks
+        self._hidden: dict[int, mx.array] = {}
+
+    def batch(self, indices: Sequence[int], length: int) -> mx.array:
+        """``(len(indices), length, hidden)``: the examples' states, right-padded with
+        zeros to ``length`` (the collated batch's length)."""
+        missing = [i for i in dict.fromkeys(indices) if i not in self._hidden]
+        if missing:
+            hidden = blocks_below(
+                self.adapter.base, collate([self.examples[i] for i in missing]).tokens, self.blocks
+            )
+            mx.eval(hidden)
+            for row, i in enumerate(missing):
+                self._hidden[i] = hidden[row, : self.examples[i].length]
+        rows = [self._hidden[i] for i in indices]
+        return mx.stack([mx.pad(h, [(0, length - h.shape[0]), (0, 0)]) for h in rows])
