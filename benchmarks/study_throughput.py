@@ -11,8 +11,11 @@ PyTorch side is HF peft's standard recipe on SmolLM2-135M in float32 from the sa
 the same token ids and batches, labels on the answer tokens, AdamW with the same warm-up
 and cosine schedule, the same test examples scored the same way (the arg-max among the
 labels' first tokens, in batches of 32). Wall time counts everything a study does
-(process start, model load, training, evaluation). Accuracy is compared configuration by
-configuration.
+(process start, model load, training, evaluation). Both sides measure the same things,
+as the product's trial protocol asks (docs/trial-protocol.md): the study's zero-shot
+baseline once, a 4-point learning curve on 64 validation examples (clock stopped), and
+accuracy and val_loss on the test examples, all from one teacher-forced pass per batch of
+32. Accuracy is compared configuration by configuration.
 
     python benchmarks/study_throughput.py [--configs 8] [--eval-examples 100]
 
@@ -69,9 +72,8 @@ class TorchObjective:
         from transformers import AutoModelForCausalLM
 
         _, tokenizer, _ = load_model("smollm2-135m-q4")  # the tokenizer only
-        budget = TrainingBudget(eval_examples=eval_examples)
+        self.budget = budget = TrainingBudget(eval_examples=eval_examples)
         self.prepared = PreparedTask.prepare(load_task(TASK), tokenizer, budget)
-        self.eval_examples = eval_examples
         self.gguf = gguf = smollm2_gguf_path()
         self.base = AutoModelForCausalLM.from_pretrained(
             str(gguf.parent), gguf_file=gguf.name, torch_dtype=torch.float32
@@ -156,6 +158,10 @@ class TorchObjective:
         self.space.suggest(trial, num_layers=self.base.config.num_hidden_layers)
         params = trial.params
         torch.manual_seed(0)
+        if "zero_shot" not in trial.study.user_attrs:  # once per study, as the product
+            trial.study.set_user_attr(
+                "zero_shot", self.score(self.base, self.prepared.test_encoded)
+            )
         start = time.perf_counter()
         model = get_peft_model(copy.deepcopy(self.base), self.peft_config(params))
         model.train()
@@ -172,8 +178,10 @@ class TorchObjective:
             ],
             [warmup],
         )
-        tokens_seen = 0
-        for tokens, attention, labels in self.batches(params["batch_size"], steps, trial.number):
+        tokens_seen, train_seconds, curve = 0, 0.0, []
+        curve_steps = set(self.budget.curve_steps(steps))
+        batches = self.batches(params["batch_size"], steps, trial.number)
+        for step, (tokens, attention, labels) in enumerate(batches, 1):
             optimizer.zero_grad()
             loss = model(input_ids=tokens, attention_mask=attention, labels=labels).loss
             loss.backward()
@@ -181,35 +189,48 @@ class TorchObjective:
             optimizer.step()
             schedule.step()
             tokens_seen += tokens.numel()
-        train_seconds = time.perf_counter() - start
+            if step in curve_steps:  # the clock stops while the curve point is scored
+                train_seconds += time.perf_counter() - start
+                curve.append(self.score(model, self.prepared.validation))
+                model.train()
+                start = time.perf_counter()
+        train_seconds += time.perf_counter() - start
         trial.set_user_attr("train_seconds", train_seconds)
         trial.set_user_attr("train_tokens", tokens_seen)
-        return self.accuracy(model)
+        trial.set_user_attr("curve", curve)
+        test = self.score(model, self.prepared.test_encoded)
+        trial.set_user_attr("val_loss", test["val_loss"])
+        return test["accuracy"]
 
-    def accuracy(self, model, batch: int = 32) -> float:
-        """The arg-max among the labels' first tokens at the first answer position, as
-        metapeft scores classification; batches of 32 prompts, padded on the left (RoPE
-        is relative, so the shifted positions change nothing)."""
+    def score(self, model, examples, batch: int = 32) -> dict[str, float]:
+        """Mean answer-token cross-entropy and accuracy (the arg-max among the labels'
+        first tokens at the first answer position), from one teacher-forced pass per
+        batch of 32, right-padded, as metapeft scores classification."""
+        from metapeft_optuna.training.batching import collate
+
         torch = self.torch
         model.eval()
-        labels = self.prepared.labels
-        first = torch.tensor(labels.first_tokens)
-        tests = list(zip(self.prepared.test, self.prepared.test_encoded, strict=True))
-        tests = tests[: self.eval_examples]
-        right = 0
+        first = torch.tensor(self.prepared.labels.first_tokens)
+        nll = tokens = right = 0.0
         with torch.no_grad():
-            for start in range(0, len(tests), batch):
-                chunk = tests[start : start + batch]
-                width = max(len(e.prompt) for _, e in chunk)
-                ids = torch.zeros((len(chunk), width), dtype=torch.long)
-                mask = torch.zeros((len(chunk), width), dtype=torch.long)
-                for row, (_, encoded) in enumerate(chunk):
-                    ids[row, width - len(encoded.prompt) :] = torch.tensor(encoded.prompt)
-                    mask[row, width - len(encoded.prompt) :] = 1
-                logits = model(input_ids=ids, attention_mask=mask).logits[:, -1]
-                for (example, _), row in zip(chunk, logits[:, first].argmax(-1), strict=True):
-                    right += labels.labels[int(row)].strip() == example.completion.strip()
-        return right / len(tests)
+            for start in range(0, len(examples), batch):
+                b = collate(examples[start : start + batch])
+                ids = torch.tensor(np.array(b.tokens), dtype=torch.long)
+                lengths = np.array(b.lengths)
+                attention = torch.tensor(np.arange(ids.shape[1])[None] < lengths[:, None]).long()
+                logits = model(input_ids=ids, attention_mask=attention).logits
+                positions = torch.tensor(np.array(b.positions), dtype=torch.long)
+                targets = torch.tensor(np.array(b.targets), dtype=torch.long)
+                mask = torch.tensor(np.array(b.mask))
+                answer = logits.gather(1, positions[..., None].expand(-1, -1, logits.shape[-1]))
+                losses = torch.nn.functional.cross_entropy(
+                    answer.transpose(1, 2), targets, reduction="none"
+                )
+                nll += float((losses * mask).sum())
+                tokens += float(mask.sum())
+                choice = first[answer[:, 0][:, first].argmax(-1)]
+                right += float((choice == targets[:, 0]).sum())
+        return {"val_loss": nll / tokens, "accuracy": right / len(examples)}
 
 
 # --- workers --------------------------------------------------------------------------
