@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .. import schema
 from ..meta.experience import ExperienceBuffer
+from ..meta.features import context_vector
 from ..meta.hpo import Observations
 from ..meta.policy import Decision, FinishedTrial, SearchPolicy
 from ..meta.prior import load_prior
@@ -235,7 +236,9 @@ class MetaPEFTSampler(BaseSampler):
             sources = [*self._experience, *([study._storage] if self._learn_from_storage else [])]
             if sources:
                 extra = ExperienceBuffer.from_storages(sources, exclude_studies=[study.study_name])
-                system.update(extra)
+                chars, info = self._context(study)
+                # Experience nearer this study's task and model weighs more.
+                system.update(extra, None if chars is None else context_vector(chars, info))
             system.hyperparameter_optimizer.n_candidates = self._n_candidates
             self._policy = SearchPolicy(
                 system, handed_to=type(self._independent).__name__, **self._settings

@@ -19,8 +19,8 @@ Small pools. Where the training pool is smaller than the size asked for (every s
 iris or wine, whose pools are below 528; sizes above the training pool elsewhere, e.g.
 the default 512 for breast_cancer), the variant is the label-balanced subsample of the
 whole pool (all of it if the size is larger) with no given sets, so :meth:`Task.splits`
-carves validation and test from it proportionally. :func:`standard_sizes` lists the sizes that use the held-out sets
-where a task has them.
+carves validation and test from it proportionally. :func:`standard_sizes` lists the
+sizes that use the held-out sets where a task has them.
 """
 
 from __future__ import annotations
