@@ -71,7 +71,8 @@ class MetaPEFTSampler(BaseSampler):
         use_prior: Load the shipped prior when no ``system`` is given.
         experience: More storages or JSON Lines exports to learn from (the current
             study is skipped); the meta-model is updated with them incrementally
-            (:meth:`MetaPEFTSystem.update`), or fitted on them without a prior.
+            (:meth:`MetaPEFTSystem.update`, source tasks nearer the study's task and
+            model weighing more), or fitted on them without a prior.
         n_warm_start: Trials taken from the warm-start portfolio (0: none).
         explore_every: After the warm start, every N-th trial is proposed by
             ``independent_sampler`` instead of the meta-model (1: all of them; None:
