@@ -190,11 +190,11 @@ def test_a_study_name_is_not_reused_for_another_task_or_search(tune_args, tmp_pa
     named = [*tune_args, "--study-name", "exp", "--sampler", "random", "--trials", "1"]
     assert main(named) == 0
     other = [*named]
-    other[other.index("parity@64")] = "reverse_word@64"
+    other[other.index("parity@64")] = "sort_digits@64"
     capsys.readouterr()
     assert main(other) == 2
     err = capsys.readouterr().err.strip()
-    assert "'parity@64'" in err and "'reverse_word@64'" in err and "new study name" in err
+    assert "'parity@64'" in err and "'sort_digits@64'" in err and "new study name" in err
     assert len(err.splitlines()) == 1
     study = optuna.load_study(study_name="exp", storage=f"sqlite:///{tmp_path / 'cli.db'}")
     assert len(study.trials) == 1  # nothing was appended

@@ -478,23 +478,3 @@ def test_model_based_search_survives_any_values(experiences, memory, seconds):
     assert all(np.isfinite(predicted[k]) for k in schema.DEFAULT_OBJECTIVES)
     if np.isfinite(memory):  # within a factor of 3 of the study's own scale
         assert memory / 3 < predicted["peak_memory_mb"] < memory * 1.4 * 3
-
-
-def test_an_update_for_a_task_weighs_its_nearest_source_tasks_most(experiences):
-    """Experience nearer the study's task weighs more in the incremental update: the
-    source tasks' weights fall with their distance, the task itself weighs 1."""
-    by_task = ExperienceBuffer(experiences).by_task()
-    keys = sorted(by_task)
-    system = MetaPEFTSystem(surrogate_config=FAST).fit(
-        ExperienceBuffer(e for k in keys[:-1] for e in by_task[k])
-    )
-    target = by_task[keys[0]][0]
-    context = context_vector(target.task_characteristics, target.model_info)
-    weights = system.task_weights(context)
-    distances = {r["key"]: r["distance"] for r in system.similar_tasks(context, k=len(keys))}
-    assert weights[keys[0]] == pytest.approx(1.0)
-    ranked = sorted(weights, key=distances.get)
-    assert [weights[k] for k in ranked] == sorted(weights.values(), reverse=True)
-    assert all(0 < w <= 1 for w in weights.values())
-    assert system.update(by_task[keys[-1]], context) == len(by_task[keys[-1]])
-    assert keys[-1] in system.task_weights(context)  # the new task has a summary now

@@ -14,7 +14,6 @@ naturally; the ensemble adapts in milliseconds and parallels what the sampler ne
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -180,15 +179,10 @@ class PEFTSurrogate:
         buffer: ExperienceBuffer,
         steps: int = 30,
         rng: np.random.Generator | None = None,
-        task_weights: Mapping[str, float] | None = None,
     ) -> PEFTSurrogate:
         """Incremental update: a few steps on new experiences mixed with replayed ones.
 
         The standardisation and the ensemble are kept; call :meth:`fit` to retrain.
-
-        Args:
-            task_weights: Relative weight of each source task (``source_key``) in the
-                steps' batches; tasks without one weigh 1. None: tasks weigh alike.
         """
         self._check()
         rng = rng or np.random.default_rng(self.config.seed)
@@ -201,7 +195,7 @@ class PEFTSurrogate:
         y = self.target_scaler_.transform(targets)
         task_of = np.array([e.source_key for e in batch])
         for member in self.members_:
-            self._train_joint(member, x, y, task_of, rng, steps, task_weights)
+            self._train_joint(member, x, y, task_of, rng, steps)
         return self
 
     def _train_joint(
@@ -212,7 +206,6 @@ class PEFTSurrogate:
         task_of: np.ndarray,
         rng: np.random.Generator,
         steps: int | None = None,
-        task_weights: Mapping[str, float] | None = None,
     ) -> None:
         cfg = self.config
         optimizer = optim.AdamW(learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -224,19 +217,10 @@ class PEFTSurrogate:
             optimizer.update(member, grads)
             mx.eval(member.state, optimizer.state)
 
-        # Task-balanced replay: each batch draws tasks (uniformly, or by task_weights),
-        # then one of their trials.
-        tasks = np.unique(task_of)
-        groups = [np.flatnonzero(task_of == t) for t in tasks]
-        if task_weights:
-            weights = np.array([task_weights.get(str(t), 1.0) for t in tasks])
-            weights = weights / weights.sum()
+        # Task-balanced replay: each batch draws tasks uniformly, then one of their trials.
+        groups = [np.flatnonzero(task_of == t) for t in np.unique(task_of)]
         for _ in range(steps or cfg.joint_steps):
-            picks = (
-                rng.choice(len(groups), size=cfg.batch_size, p=weights)
-                if task_weights
-                else rng.integers(len(groups), size=cfg.batch_size)
-            )
+            picks = rng.integers(len(groups), size=cfg.batch_size)
             rows = np.array([groups[g][rng.integers(len(groups[g]))] for g in picks])
             step(mx.array(x[rows]), mx.array(y[rows]))
 

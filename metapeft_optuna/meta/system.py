@@ -120,20 +120,12 @@ class MetaPEFTSystem:
         )
         return self
 
-    def update(
-        self, experiences: Iterable[PEFTExperience], context: np.ndarray | None = None
-    ) -> int:
+    def update(self, experiences: Iterable[PEFTExperience]) -> int:
         """Learn from more experience incrementally (a study's storage, another user's
         export): the surrogate takes a few steps on the new experiences mixed with
         replayed old ones, and the source-task summaries (nearest tasks, seed
         configurations) are refreshed; the method selector keeps its training until the
         next :meth:`fit`. A system that is not fitted yet is fitted.
-
-        Args:
-            experiences: The experiences to learn from.
-            context: The ``(d,)`` raw context vector of the task the update is for (a
-                study's task and model). Its source tasks then weigh by closeness in
-                those steps (:meth:`task_weights`); None: alike.
 
         Returns:
             How many experiences were new (duplicates by ``uid`` are skipped).
@@ -144,26 +136,10 @@ class MetaPEFTSystem:
         if not self.is_fitted:
             self.fit()
             return len(new)
+        self.surrogate.partial_fit(new, self.experience_buffer)
         groups = self.experience_buffer.by_task()
         self.task_summaries_ = [task_summary(k, g) for k, g in sorted(groups.items())]
-        weights = self.task_weights(context) if context is not None else None
-        self.surrogate.partial_fit(new, self.experience_buffer, task_weights=weights)
         return len(new)
-
-    def task_weights(self, context: np.ndarray) -> dict[str, float]:
-        """How much each source task weighs for a task at ``context``: a Gaussian kernel
-        ``exp(-d^2 / 2h^2)`` of its standardised distance ``d``, with ``h`` the median
-        distance, so the nearer half of the tasks weighs most.
-
-        Returns:
-            ``{source key: weight in (0, 1]}``; empty in a cold start.
-        """
-        rows = self.similar_tasks(context, k=len(self.task_summaries_))
-        if not rows:
-            return {}
-        distances = np.array([r["distance"] for r in rows])
-        h = max(float(np.median(distances)), 1e-6)
-        return {r["key"]: float(np.exp(-0.5 * (d / h) ** 2)) for r, d in zip(rows, distances)}
 
     def learn_from_experience(
         self,

@@ -16,7 +16,6 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .. import schema
 from ..meta.experience import ExperienceBuffer
-from ..meta.features import context_vector
 from ..meta.hpo import Observations
 from ..meta.policy import Decision, FinishedTrial, SearchPolicy
 from ..meta.prior import load_prior
@@ -71,8 +70,7 @@ class MetaPEFTSampler(BaseSampler):
         use_prior: Load the shipped prior when no ``system`` is given.
         experience: More storages or JSON Lines exports to learn from (the current
             study is skipped); the meta-model is updated with them incrementally
-            (:meth:`MetaPEFTSystem.update`, source tasks nearer the study's task and
-            model weighing more), or fitted on them without a prior.
+            (:meth:`MetaPEFTSystem.update`), or fitted on them without a prior.
         n_warm_start: Trials taken from the warm-start portfolio (0: none).
         explore_every: After the warm start, every N-th trial is proposed by
             ``independent_sampler`` instead of the meta-model (1: all of them; None:
@@ -237,9 +235,7 @@ class MetaPEFTSampler(BaseSampler):
             sources = [*self._experience, *([study._storage] if self._learn_from_storage else [])]
             if sources:
                 extra = ExperienceBuffer.from_storages(sources, exclude_studies=[study.study_name])
-                chars, info = self._context(study)
-                # Experience nearer this study's task and model weighs more.
-                system.update(extra, None if chars is None else context_vector(chars, info))
+                system.update(extra)
             system.hyperparameter_optimizer.n_candidates = self._n_candidates
             self._policy = SearchPolicy(
                 system, handed_to=type(self._independent).__name__, **self._settings
