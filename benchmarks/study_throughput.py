@@ -9,13 +9,12 @@ processes that take trials from the queue until it is empty. The MLX side is the
 objective (``PEFTObjective``: the compiled trainer, learning curve, test scoring); the
 PyTorch side is HF peft's standard recipe on SmolLM2-135M in float32 from the same GGUF:
 the same token ids and batches, labels on the answer tokens, AdamW with the same warm-up
-and cosine schedule, the same test examples scored the same way (the arg-max among the
-labels' first tokens, in batches of 32). Wall time counts everything a study does
-(process start, model load, training, evaluation). Both sides measure the same things,
-as the product's trial protocol asks (docs/trial-protocol.md): the study's zero-shot
-baseline once, a 4-point learning curve on 64 validation examples (clock stopped), and
-accuracy and val_loss on the test examples, all from one teacher-forced pass per batch of
-32. Accuracy is compared configuration by configuration.
+and cosine schedule. Both sides measure the same things, as the product's trial protocol
+asks (docs/trial-protocol.md): the study's zero-shot baseline once, a 4-point learning
+curve on 64 validation examples (clock stopped), and accuracy (the arg-max among the
+labels' first tokens) and val_loss on the test examples, all from one teacher-forced pass
+per batch of 32. Wall time counts everything a study does (process start, model load,
+training, evaluation). Accuracy is compared configuration by configuration.
 
     python benchmarks/study_throughput.py [--configs 8] [--eval-examples 100]
 
@@ -138,16 +137,20 @@ class TorchObjective:
         for _ in range(steps):
             picked = [train[i] for i in rng.choice(len(train), size=batch_size, replace=False)]
             b = collate(picked)
-            tokens = self.torch.tensor(np.array(b.tokens), dtype=self.torch.long)
+            tokens, attention = self.inputs(b)
             labels = self.torch.full_like(tokens, -100)
             positions, targets, mask = (np.array(a) for a in (b.positions, b.targets, b.mask))
             for row in range(len(picked)):
                 for p, t, m in zip(positions[row], targets[row], mask[row], strict=True):
                     if m and p + 1 < tokens.shape[1]:
                         labels[row, p + 1] = int(t)
-            lengths = np.array(b.lengths)
-            attention = self.torch.tensor(np.arange(tokens.shape[1])[None] < lengths[:, None])
-            yield tokens, attention.long(), labels
+            yield tokens, attention, labels
+
+    def inputs(self, batch):
+        """A collated batch's token ids and attention mask (1 on its real tokens)."""
+        ids = self.torch.tensor(np.array(batch.tokens), dtype=self.torch.long)
+        real = np.arange(ids.shape[1])[None] < np.array(batch.lengths)[:, None]
+        return ids, self.torch.tensor(real).long()
 
     def __call__(self, trial: optuna.Trial) -> float:
         import copy
@@ -215,9 +218,7 @@ class TorchObjective:
         with torch.no_grad():
             for start in range(0, len(examples), batch):
                 b = collate(examples[start : start + batch])
-                ids = torch.tensor(np.array(b.tokens), dtype=torch.long)
-                lengths = np.array(b.lengths)
-                attention = torch.tensor(np.arange(ids.shape[1])[None] < lengths[:, None]).long()
+                ids, attention = self.inputs(b)
                 logits = model(input_ids=ids, attention_mask=attention).logits
                 positions = torch.tensor(np.array(b.positions), dtype=torch.long)
                 targets = torch.tensor(np.array(b.targets), dtype=torch.long)

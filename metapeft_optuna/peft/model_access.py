@@ -12,6 +12,7 @@ import inspect
 
 import mlx.core as mx
 import mlx.nn as nn
+from mlx_lm.models.base import create_attention_mask
 
 from ..errors import AdapterCreationError
 
@@ -77,8 +78,6 @@ def splittable(model: nn.Module) -> bool:
 def blocks_below(model: nn.Module, inputs: mx.array, blocks: int) -> mx.array:
     """Hidden states ``(batch, length, hidden)`` after the first ``blocks`` blocks (no
     final norm); ``model`` must be :func:`splittable`."""
-    from mlx_lm.models.base import create_attention_mask
-
     h = embed(model, inputs)
     mask = create_attention_mask(h)
     for block in model.model.layers[:blocks]:
@@ -89,8 +88,6 @@ def blocks_below(model: nn.Module, inputs: mx.array, blocks: int) -> mx.array:
 def blocks_from(model: nn.Module, hidden: mx.array, blocks: int) -> mx.array:
     """Final-norm hidden states from those :func:`blocks_below` returned for ``blocks``:
     the rest of the blocks, then the final norm."""
-    from mlx_lm.models.base import create_attention_mask
-
     mask = create_attention_mask(hidden)
     for block in model.model.layers[blocks:]:
         hidden = block(hidden, mask)

@@ -25,8 +25,12 @@ class FrozenBlocks:
     """Per-example hidden states after an adapter's frozen lower blocks, filled lazily.
 
     Args:
-        adapter: The adapter being trained; ``adapter.frozen_blocks`` must be above 0.
+        adapter: The adapter being trained.
         examples: The examples batches index into (the training split).
+        blocks: ``adapter.frozen_blocks``, when the caller has it already; above 0.
+
+    Raises:
+        ValueError: The adapter has no frozen lower blocks.
 
     Example:
         >>> from metapeft_optuna.models import load_model
@@ -38,10 +42,13 @@ class FrozenBlocks:
         (2, 4, 64)
     """
 
-    def __init__(self, adapter: BaseAdapter, examples: Sequence[EncodedExample]):
-        if adapter.frozen_blocks < 1:
+    def __init__(
+        self, adapter: BaseAdapter, examples: Sequence[EncodedExample], blocks: int | None = None
+    ):
+        self.blocks = adapter.frozen_blocks if blocks is None else blocks
+        if self.blocks < 1:
             raise ValueError(f"{adapter.method}: no frozen lower blocks to reuse.")
-        self.adapter, self.examples, self.blocks = adapter, examples, adapter.frozen_blocks
+        self.model, self.examples = adapter.base, examples
         self._hidden: dict[int, mx.array] = {}
 
     def batch(self, indices: Sequence[int], length: int) -> mx.array:
@@ -49,9 +56,8 @@ class FrozenBlocks:
         zeros to ``length`` (the collated batch's length)."""
         missing = [i for i in dict.fromkeys(indices) if i not in self._hidden]
         if missing:
-            hidden = blocks_below(
-                self.adapter.base, collate([self.examples[i] for i in missing]).tokens, self.blocks
-            )
+            tokens = collate([self.examples[i] for i in missing]).tokens
+            hidden = blocks_below(self.model, tokens, self.blocks)
             mx.eval(hidden)
             for row, i in enumerate(missing):
                 self._hidden[i] = hidden[row, : self.examples[i].length]

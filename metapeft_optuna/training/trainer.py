@@ -294,12 +294,13 @@ def _train_and_score(
     steps, learning_rate = training["steps"], training["learning_rate"]
     optimizer = make_optimizer(learning_rate, steps)
     # Blocks below the lowest adapted one are computed once per example (frozen.py).
-    frozen = FrozenBlocks(adapter, prepared.train) if adapter.frozen_blocks else None
+    blocks = adapter.frozen_blocks
+    frozen = FrozenBlocks(adapter, prepared.train, blocks) if blocks else None
     step_fn = make_train_step(
         adapter,
         optimizer,
         max_grad_norm=budget.max_grad_norm,
-        frozen_blocks=frozen.blocks if frozen else 0,
+        frozen_blocks=blocks,
     )
     batches = batch_indices(prepared.train, training["batch_size"], seed=budget.seed)
     curve_steps = set(budget.curve_steps(steps))
@@ -343,7 +344,7 @@ def _train_and_score(
     adapter_path = str(save_adapter(adapter, output_dir)) if output_dir is not None else None
     extra = {"active_rank": adapter.active_rank()} if hasattr(adapter, "active_rank") else {}
     if frozen is not None:  # timings of trials before this reuse (2026-11-30) lack it
-        extra["frozen_blocks_reused"] = frozen.blocks
+        extra["frozen_blocks_reused"] = blocks
     return TrialResult(
         metrics=metrics,
         peak_memory_mb=peak / 2**20,
