@@ -12,17 +12,25 @@ from metapeft_optuna.tasks import load_task
 from metapeft_optuna.training.batching import (
     ANSWER_QUANTUM,
     LENGTH_QUANTUM,
+    EncodedExample,
     collate,
     encode_task_examples,
     iterate_batches,
 )
-from metapeft_optuna.training.evaluation import LabelSet, classify, teacher_forced
+from metapeft_optuna.training.evaluation import (
+    LabelSet,
+    classify,
+    label_log_likelihoods,
+    teacher_forced,
+)
+from metapeft_optuna.training.loss import answer_logits
 from metapeft_optuna.training.objective import PEFTObjective
 from metapeft_optuna.training.results import TrainingBudget
 from metapeft_optuna.training.search_space import ParamSpec, PEFTSearchSpace, default_specs
 from metapeft_optuna.training.trainer import fine_tune
 
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
 import optuna
 import pytest
@@ -116,6 +124,34 @@ def test_classification_scoring_paths_agree_when_first_tokens_differ(tiny):
         forward = teacher_forced(adapter, examples, "classification", labels)
         gold = [labels.labels.index(e.completion) for e in task.examples[:16]]
         assert forward.metric == np.mean(np.array(with_byte_labels) == np.array(gold))
+    finally:
+        adapter.detach()
+
+
+@pytest.mark.parametrize("method", ["lora", "prompt_tuning", "prefix_tuning", "p_tuning"])
+def test_label_likelihoods_from_a_shared_prompt_cache_equal_full_forwards(tiny, method):
+    """Each prompt runs once and every label continues from a copy of its KV cache; the
+    log-likelihoods equal one full forward pass per (example, label), up to the labels'
+    common first tokens, which every label shares."""
+    model, tokenizer, _ = tiny
+    task = load_task("count_vowels@64")
+    labels = LabelSet.from_task(task, tokenizer)
+    assert not labels.first_tokens_distinct  # byte tokens: every label starts with " "
+    config = {"rank": 2} if method == "lora" else {"num_virtual_tokens": 3}
+    adapter = AdapterFactory.create_adapter(method, model, config)
+    try:
+        adapter.eval()
+        examples = encode_task_examples(task.examples[:12], tokenizer)
+        shared = label_log_likelihoods(adapter, examples, labels)
+        full = np.zeros_like(shared)
+        for i, e in enumerate(examples):
+            for j, ids in enumerate(labels.token_ids):
+                batch = collate([EncodedExample(e.prompt, ids)])
+                logits = answer_logits(adapter, batch).astype(mx.float32)
+                full[i, j] = -(nn.losses.cross_entropy(logits, batch.targets) * batch.mask).sum()
+        common = full - shared  # the shared " ": alike across labels
+        assert np.allclose(common, common[:, :1], atol=1e-4)
+        assert (shared.argmax(axis=1) == full.argmax(axis=1)).all()
     finally:
         adapter.detach()
 

@@ -4,9 +4,11 @@
   differ, that is constrained greedy decoding (one forward pass, logits at the first
   answer position only); otherwise every label's full log-likelihood is compared.
 - Generation: greedy decoding with a KV cache, then exact match after normalisation.
-  For learning curves a cheaper equivalent is used: teacher-forced token exact match
-  (greedy decoding yields the reference tokens exactly when every teacher-forced
-  arg-max is right), which needs the same single forward pass as the loss.
+  Greedy decoding repeats the reference up to the first answer position where the
+  teacher-forced arg-max is wrong, and emits that arg-max there; so the single forward
+  pass of the loss already decides most examples (a hit when every arg-max is right, a
+  miss when the first wrong token cannot be normalised back onto the reference), and
+  only the rest are decoded. Learning curves use teacher-forced token exact match.
 - Language modelling: next-token accuracy.
 """
 
@@ -75,6 +77,10 @@ class Evaluation:
         metric_se: Standard error of ``metric``.
         hits: Per example, in the order given: whether it scored (classification and
             generation; empty for language modelling).
+        greedy_prefixes: Generation only, per example in the order given: the answer
+            tokens greedy decoding is known to emit, the reference up to its first
+            wrong arg-max followed by that arg-max (the whole reference when none is
+            wrong).
 
     Example:
         >>> Evaluation(loss=0.7, metric=0.5, count=10).metric
@@ -87,6 +93,7 @@ class Evaluation:
     loss_se: float = float("nan")
     metric_se: float = float("nan")
     hits: tuple[bool, ...] = field(default=(), repr=False)
+    greedy_prefixes: tuple[tuple[int, ...], ...] = field(default=(), repr=False)
 
 
 def ratio_mean_and_se(sums: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
@@ -135,13 +142,15 @@ def teacher_forced(
     generation and next-token accuracy for language modelling.
     """
     by_likelihood = labels is not None and not labels.first_tokens_distinct
-    nll_sums, token_counts, hits, order = [], [], [], []
+    generation = labels is None and task_type == "generation"
+    nll_sums, token_counts, hits, order, prefixes = [], [], [], [], []
     for idx, chunk in _batches(examples):
         order += idx
         batch = collate(chunk)
         logits = answer_logits(adapter, batch).astype(mx.float32)
         nll = nn.losses.cross_entropy(logits, batch.targets) * batch.mask
-        correct = (mx.argmax(logits, axis=-1) == batch.targets) * batch.mask
+        argmax = mx.argmax(logits, axis=-1)
+        correct = (argmax == batch.targets) * batch.mask
         per_example_tokens = batch.mask.sum(axis=1)
         nll_sums.append(np.array(nll.sum(axis=1)))
         token_counts.append(np.array(per_example_tokens))
@@ -157,6 +166,8 @@ def teacher_forced(
             hits.append(np.array(correct.sum(axis=1)))  # correct tokens per example
         else:
             hits.append(np.array(correct.sum(axis=1) == per_example_tokens, dtype=float))
+        if generation:
+            prefixes += _greedy_prefixes(chunk, np.array(argmax))
     counts = np.concatenate(token_counts)
     loss, loss_se = ratio_mean_and_se(np.concatenate(nll_sums), counts)
     hit = np.concatenate(hits)
@@ -166,9 +177,50 @@ def teacher_forced(
     metric = float(hit.mean())
     in_order = np.empty(len(hit), dtype=bool)
     in_order[order] = hit > 0
+    greedy = [()] * len(prefixes)
+    for i, prefix in zip(order, prefixes):
+        greedy[i] = prefix
     return Evaluation(
-        loss, metric, len(examples), loss_se, proportion_se(metric, len(hit)), tuple(in_order)
+        loss,
+        metric,
+        len(examples),
+        loss_se,
+        proportion_se(metric, len(hit)),
+        tuple(in_order),
+        tuple(greedy),
     )
+
+
+def _greedy_prefixes(
+    chunk: Sequence[EncodedExample], predicted: np.ndarray
+) -> list[tuple[int, ...]]:
+    """Per example: its answer up to the first position whose arg-max (``predicted``,
+    ``(batch, answer positions)``) is wrong, then that arg-max."""
+    prefixes = []
+    for row, example in enumerate(chunk):
+        answer = example.answer
+        wrong = np.flatnonzero(predicted[row, : len(answer)] != np.array(answer))
+        j = int(wrong[0]) if wrong.size else len(answer)
+        prefixes.append(tuple(answer[:j]) + ((int(predicted[row, j]),) if wrong.size else ()))
+    return prefixes
+
+
+def _known_outcome(prefix: Sequence[int], completion: str, tokenizer: Any, stop: set[int]):
+    """Whether greedy decoding that starts with ``prefix`` matches ``completion``, or
+    None when only decoding further can tell.
+
+    ``normalize_answer`` strips, lower-cases and collapses spaces, so a text's normalised
+    form is a prefix of any continuation's: once it is not a prefix of the reference's,
+    no continuation matches. Two exceptions stay undecided: a character split across
+    tokens (decoded as U+FFFD so far) and Greek capital sigma, whose lower case depends
+    on what follows.
+    """
+    if prefix and prefix[-1] in stop:  # decoding stopped there
+        return normalize_answer(tokenizer.decode(list(prefix[:-1]))) == normalize_answer(completion)
+    text = tokenizer.decode(list(prefix))
+    if "\ufffd" in text or "\u03a3" in text:
+        return None
+    return None if normalize_answer(completion).startswith(normalize_answer(text)) else False
 
 
 def classify(
@@ -193,16 +245,61 @@ def classify(
 def _classify_by_likelihood(
     adapter: BaseAdapter, examples: Sequence[EncodedExample], labels: LabelSet
 ) -> list[int]:
-    candidates = [EncodedExample(e.prompt, ids) for e in examples for ids in labels.token_ids]
-    scores = np.zeros(len(candidates))
-    order = sorted(range(len(candidates)), key=lambda i: candidates[i].length)
-    for start in range(0, len(order), EVAL_BATCH):
-        idx = order[start : start + EVAL_BATCH]
-        batch = collate([candidates[i] for i in idx])
-        logits = answer_logits(adapter, batch).astype(mx.float32)
-        log_likelihood = -(nn.losses.cross_entropy(logits, batch.targets) * batch.mask).sum(1)
-        scores[idx] = np.array(log_likelihood)
-    return scores.reshape(len(examples), len(labels.labels)).argmax(axis=1).tolist()
+    """Index of each example's most likely label."""
+    return label_log_likelihoods(adapter, examples, labels).argmax(axis=1).tolist()
+
+
+def label_log_likelihoods(
+    adapter: BaseAdapter, examples: Sequence[EncodedExample], labels: LabelSet
+) -> np.ndarray:
+    """``(examples, labels)``: each label's summed token log-likelihood after each
+    example's prompt, less that of the labels' common first tokens.
+
+    The prompt, with the labels' common first tokens (alike for every label, so they do
+    not change the ranking), runs once per example; each label's other tokens run from
+    a copy of its KV cache, as one batch.
+    """
+    ids = labels.token_ids
+    shared = 0
+    while shared < min(map(len, ids)) - 1 and len({t[shared] for t in ids}) == 1:
+        shared += 1
+    rest = [t[shared:] for t in ids]
+    width = max(map(len, rest))
+    first = mx.array([t[0] for t in rest])
+    inputs = np.zeros((len(rest), max(width - 1, 1)), dtype=np.int32)
+    targets, mask = inputs.copy(), np.zeros(inputs.shape, dtype=np.float32)
+    for row, tokens in enumerate(rest):
+        inputs[row, : len(tokens) - 1] = tokens[:-1]
+        targets[row, : len(tokens) - 1] = tokens[1:]
+        mask[row, : len(tokens) - 1] = 1.0
+    by_length: dict[int, list[int]] = defaultdict(list)
+    for i, e in enumerate(examples):
+        by_length[len(e.prompt)].append(i)
+    scored = np.zeros((len(examples), len(rest)))
+    for group in by_length.values():
+        for start in range(0, len(group), EVAL_BATCH):
+            idx = group[start : start + EVAL_BATCH]
+            cache = adapter.make_cache(batch_size=len(idx))
+            prompts = mx.array([list(examples[i].prompt) + list(ids[0][:shared]) for i in idx])
+            last = adapter.logits(adapter(prompts, cache)[:, -1]).astype(mx.float32)
+            scores = (last - mx.logsumexp(last, axis=-1, keepdims=True))[:, first]
+            if width > 1:
+                for layer in cache:  # one copy of each example's cache per label
+                    keys, values = layer.keys_and_values()
+                    copies = len(rest)
+                    layer.state = (
+                        mx.repeat(keys, copies, 0),
+                        mx.repeat(values, copies, 0),
+                        keys.shape[2],
+                    )
+                    layer.step = width  # grow by what the labels need, not 256 positions
+                hidden = adapter(mx.array(np.tile(inputs, (len(idx), 1))), cache)
+                logits = adapter.logits(hidden).astype(mx.float32)
+                nll = nn.losses.cross_entropy(logits, mx.array(np.tile(targets, (len(idx), 1))))
+                nll = (nll * mx.array(np.tile(mask, (len(idx), 1)))).sum(axis=1)
+                scores = scores - nll.reshape(len(idx), len(rest))
+            scored[idx] = np.array(scores)
+    return scored
 
 
 def greedy_decode(
@@ -276,13 +373,19 @@ def score_test(
     if not accuracy:
         return scores
     # Greedy decoding reproduces the reference exactly when every teacher-forced arg-max
-    # is right: those examples are hits already; only the others are decoded, since
-    # normalisation (case, punctuation) may still match them.
+    # is right (and the answer was not cut short): those examples are hits already. Of
+    # the others, only those whose known start may still normalise onto the reference
+    # (case, punctuation, another tokenisation of the same text) are decoded.
     end = eos_id(tokenizer)
-    hits = [hit and e.answer[-1] == end for hit, e in zip(forced.hits, encoded)]  # not cut
-    rest = [i for i, hit in enumerate(hits) if not hit]
+    stop = set(getattr(tokenizer, "eos_token_ids", None) or [end])
+    hits: list[bool | None] = [
+        True
+        if hit and e.answer[-1] == end
+        else _known_outcome(prefix, example.completion, tokenizer, stop)
+        for hit, e, prefix, example in zip(forced.hits, encoded, forced.greedy_prefixes, examples)
+    ]
+    rest = [i for i, hit in enumerate(hits) if hit is None]
     if rest:
-        stop = set(getattr(tokenizer, "eos_token_ids", None) or [eos_id(tokenizer)])
         longest = max(len(encoded[i].answer) for i in rest)
         decoded = greedy_decode(adapter, [encoded[i].prompt for i in rest], longest + 2, stop)
         for i, tokens in zip(rest, decoded):
