@@ -417,7 +417,7 @@ def live_mode(args: argparse.Namespace) -> None:
     from metapeft_optuna.models import load_model
     from metapeft_optuna.tasks import TaskCharacteristics, load_task
     from metapeft_optuna.training import TrainingBudget, fine_tune
-    from metapeft_optuna.training.trainer import PreparedTask
+    from metapeft_optuna.training.prepared import PreparedTask
 
     space = PEFTSearchSpace()
     loaded = load_model(args.model)

@@ -29,7 +29,8 @@ from metapeft_optuna.models import load_model
 from metapeft_optuna.peft import BaseAdapter
 from metapeft_optuna.tasks import load_task
 from metapeft_optuna.training import TrainingBudget
-from metapeft_optuna.training.trainer import PreparedTask, fine_tune
+from metapeft_optuna.training.prepared import PreparedTask
+from metapeft_optuna.training.trainer import fine_tune
 
 FRACTIONS = (0.25, 0.5, 1.0)
 REUSE = BaseAdapter.frozen_blocks  # the property; the baseline swaps it for 0

@@ -65,7 +65,7 @@ class TorchObjective:
         from metapeft_optuna.models.smollm2 import smollm2_gguf_path
         from metapeft_optuna.tasks import load_task
         from metapeft_optuna.training import TrainingBudget
-        from metapeft_optuna.training.trainer import PreparedTask
+        from metapeft_optuna.training.prepared import PreparedTask
 
         import torch
         from transformers import AutoModelForCausalLM

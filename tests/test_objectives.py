@@ -239,6 +239,9 @@ def test_generation_accuracy_decodes_only_what_teacher_forcing_leaves_open(tiny,
         ]
         assert any(k is False for k in known)  # misses without decoding
         assert all(k in (None, f) for k, f in zip(known, full))
+        prompts = [e.prompt for e in prepared.test_encoded]
+        cut = greedy_decode(adapter, prompts, 8, {eos_id(tokenizer)}, lambda i, t: len(t) == 2)
+        assert cut == [d[:2] for d in decoded]  # each stopped once settled
     finally:
         adapter.detach()
 

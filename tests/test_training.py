@@ -17,12 +17,8 @@ from metapeft_optuna.training.batching import (
     encode_task_examples,
     iterate_batches,
 )
-from metapeft_optuna.training.evaluation import (
-    LabelSet,
-    classify,
-    label_log_likelihoods,
-    teacher_forced,
-)
+from metapeft_optuna.training.evaluation import teacher_forced
+from metapeft_optuna.training.labels import LabelSet, classify, label_log_likelihoods
 from metapeft_optuna.training.loss import answer_logits
 from metapeft_optuna.training.objective import PEFTObjective
 from metapeft_optuna.training.results import TrainingBudget
@@ -89,6 +85,30 @@ def test_reusing_frozen_lower_blocks_trains_the_same(tiny, monkeypatch, method, 
     recomputed = curve()
     assert np.allclose(reused[0], recomputed[0], rtol=1e-4), (reused, recomputed)
     assert reused[1] == recomputed[1]
+
+
+def test_evaluation_starts_from_frozen_block_states_kept_for_the_study(tiny):
+    """Validation and test states after the frozen blocks are computed once per study
+    (in host memory) and give the same scores as the full forward."""
+    from metapeft_optuna.training import PreparedTask
+
+    prepared = PreparedTask.prepare(load_task("addition@64"), tiny.tokenizer, BUDGET)
+    lora = AdapterFactory.create_adapter("lora", tiny.model, {"rank": 2, "num_layers": 1})
+    try:
+        states = prepared.eval_states(lora, "validation")
+        assert states.blocks == 1 and prepared.eval_states(lora, "validation") is states
+        reused = teacher_forced(lora, prepared.validation, "generation", None, states)
+        full = teacher_forced(lora, prepared.validation, "generation", None)
+        assert reused.loss == pytest.approx(full.loss, rel=1e-5)
+        assert reused.hits == full.hits and reused.greedy_prefixes == full.greedy_prefixes
+        assert states._hidden and all(isinstance(h, np.ndarray) for h in states._hidden.values())
+    finally:
+        lora.detach()
+    prompt = AdapterFactory.create_adapter("prompt_tuning", tiny.model, {"num_virtual_tokens": 2})
+    try:
+        assert prepared.eval_states(prompt, "test") is None  # it changes every block's input
+    finally:
+        prompt.detach()
 
 
 @pytest.mark.parametrize("task", ["addition@64", "count_vowels@64"])

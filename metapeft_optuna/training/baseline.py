@@ -8,7 +8,7 @@ from typing import Any
 from ..models import LoadedModel
 from ..peft import BaseAdapter
 from ..peft.config import AdapterConfig
-from .trainer import PreparedTask
+from .prepared import PreparedTask
 
 
 class UntunedModel(BaseAdapter):

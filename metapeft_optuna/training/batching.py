@@ -18,6 +18,7 @@ import numpy as np
 from ..tasks import Example
 
 LENGTH_QUANTUM = 2  # pad lengths to even numbers: little padding, few recompilations
+EVAL_BATCH = 32  # examples per evaluation forward pass
 ANSWER_QUANTUM = 2
 NAMED_OFFENDERS = 3  # examples a truncation warning names by file:line
 

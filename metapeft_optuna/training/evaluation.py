@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,43 +25,10 @@ import numpy as np
 
 from ..peft import BaseAdapter
 from ..tasks import Task, normalize_answer
-from .batching import EncodedExample, collate, eos_id
+from .batching import EVAL_BATCH, EncodedExample, collate, eos_id
+from .frozen import FrozenBlocks
+from .labels import LabelSet, classify_by_likelihood
 from .loss import answer_logits
-
-EVAL_BATCH = 32
-
-
-@dataclass(frozen=True)
-class LabelSet:
-    """A classification task's answer set as token sequences (each ending with EOS).
-
-    Example:
-        >>> labels = LabelSet((" no", " yes"), ((11, 2), (12, 2)))
-        >>> labels.first_tokens, labels.first_tokens_distinct
-        ((11, 12), True)
-    """
-
-    labels: tuple[str, ...]
-    token_ids: tuple[tuple[int, ...], ...]
-
-    @property
-    def first_tokens(self) -> tuple[int, ...]:
-        return tuple(ids[0] for ids in self.token_ids)
-
-    @property
-    def first_tokens_distinct(self) -> bool:
-        return len(set(self.first_tokens)) == len(self.token_ids)
-
-    @classmethod
-    def from_task(cls, task: Task, tokenizer: Any) -> LabelSet | None:
-        if task.task_type != "classification":
-            return None
-        end = eos_id(tokenizer)
-        ids = tuple(
-            tuple(tokenizer.encode(label, add_special_tokens=False)) + (end,)
-            for label in task.labels
-        )
-        return cls(task.labels, ids)
 
 
 @dataclass(frozen=True)
@@ -133,13 +100,15 @@ def teacher_forced(
     examples: Sequence[EncodedExample],
     task_type: str,
     labels: LabelSet | None,
+    frozen: FrozenBlocks | None = None,
 ) -> Evaluation:
     """Loss and metric from one forward pass per batch (learning curves, and the test
     split's loss).
 
     The metric is label accuracy for classification (from the same pass when the
     labels' first tokens differ, else by label likelihood), token exact match for
-    generation and next-token accuracy for language modelling.
+    generation and next-token accuracy for language modelling. ``frozen``: the
+    examples' states after the adapter's frozen lower blocks, where the pass starts.
     """
     by_likelihood = labels is not None and not labels.first_tokens_distinct
     generation = labels is None and task_type == "generation"
@@ -147,7 +116,12 @@ def teacher_forced(
     for idx, chunk in _batches(examples):
         order += idx
         batch = collate(chunk)
-        logits = answer_logits(adapter, batch).astype(mx.float32)
+        if frozen is None:
+            logits = answer_logits(adapter, batch)
+        else:
+            below = frozen.batch(idx, batch.tokens.shape[1])
+            logits = answer_logits(adapter, batch, below, frozen.blocks)
+        logits = logits.astype(mx.float32)
         nll = nn.losses.cross_entropy(logits, batch.targets) * batch.mask
         argmax = mx.argmax(logits, axis=-1)
         correct = (argmax == batch.targets) * batch.mask
@@ -155,7 +129,7 @@ def teacher_forced(
         nll_sums.append(np.array(nll.sum(axis=1)))
         token_counts.append(np.array(per_example_tokens))
         if by_likelihood:
-            predicted = _classify_by_likelihood(adapter, chunk, labels)
+            predicted = classify_by_likelihood(adapter, chunk, labels)
             gold = [labels.token_ids.index(e.answer) for e in chunk]
             hits.append(np.array([p == g for p, g in zip(predicted, gold)], dtype=float))
         elif labels is not None:
@@ -223,89 +197,18 @@ def _known_outcome(prefix: Sequence[int], completion: str, tokenizer: Any, stop:
     return None if normalize_answer(completion).startswith(normalize_answer(text)) else False
 
 
-def classify(
-    adapter: BaseAdapter, examples: Sequence[EncodedExample], labels: LabelSet
-) -> list[int]:
-    """Index of the predicted label for each example."""
-    if labels.first_tokens_distinct:
-        first = mx.array(labels.first_tokens)
-        predictions: dict[int, int] = {}
-        order = sorted(range(len(examples)), key=lambda i: examples[i].length)
-        for start in range(0, len(order), EVAL_BATCH):
-            idx = order[start : start + EVAL_BATCH]
-            # Logits only at the last prompt position, for the label tokens only.
-            batch = collate([EncodedExample(examples[i].prompt, (0,)) for i in idx])
-            scores = answer_logits(adapter, batch)[:, 0][:, first]
-            for i, choice in zip(idx, mx.argmax(scores, axis=-1).tolist()):
-                predictions[i] = choice
-        return [predictions[i] for i in range(len(examples))]
-    return _classify_by_likelihood(adapter, examples, labels)
-
-
-def _classify_by_likelihood(
-    adapter: BaseAdapter, examples: Sequence[EncodedExample], labels: LabelSet
-) -> list[int]:
-    """Index of each example's most likely label."""
-    return label_log_likelihoods(adapter, examples, labels).argmax(axis=1).tolist()
-
-
-def label_log_likelihoods(
-    adapter: BaseAdapter, examples: Sequence[EncodedExample], labels: LabelSet
-) -> np.ndarray:
-    """``(examples, labels)``: each label's summed token log-likelihood after each
-    example's prompt, less that of the labels' common first tokens.
-
-    The prompt, with the labels' common first tokens (alike for every label, so they do
-    not change the ranking), runs once per example; each label's other tokens run from
-    a copy of its KV cache, as one batch.
-    """
-    ids = labels.token_ids
-    shared = 0
-    while shared < min(map(len, ids)) - 1 and len({t[shared] for t in ids}) == 1:
-        shared += 1
-    rest = [t[shared:] for t in ids]
-    width = max(map(len, rest))
-    first = mx.array([t[0] for t in rest])
-    inputs = np.zeros((len(rest), max(width - 1, 1)), dtype=np.int32)
-    targets, mask = inputs.copy(), np.zeros(inputs.shape, dtype=np.float32)
-    for row, tokens in enumerate(rest):
-        inputs[row, : len(tokens) - 1] = tokens[:-1]
-        targets[row, : len(tokens) - 1] = tokens[1:]
-        mask[row, : len(tokens) - 1] = 1.0
-    by_length: dict[int, list[int]] = defaultdict(list)
-    for i, e in enumerate(examples):
-        by_length[len(e.prompt)].append(i)
-    scored = np.zeros((len(examples), len(rest)))
-    for group in by_length.values():
-        for start in range(0, len(group), EVAL_BATCH):
-            idx = group[start : start + EVAL_BATCH]
-            cache = adapter.make_cache(batch_size=len(idx))
-            prompts = mx.array([list(examples[i].prompt) + list(ids[0][:shared]) for i in idx])
-            last = adapter.logits(adapter(prompts, cache)[:, -1]).astype(mx.float32)
-            scores = (last - mx.logsumexp(last, axis=-1, keepdims=True))[:, first]
-            if width > 1:
-                for layer in cache:  # one copy of each example's cache per label
-                    keys, values = layer.keys_and_values()
-                    copies = len(rest)
-                    layer.state = (
-                        mx.repeat(keys, copies, 0),
-                        mx.repeat(values, copies, 0),
-                        keys.shape[2],
-                    )
-                    layer.step = width  # grow by what the labels need, not 256 positions
-                hidden = adapter(mx.array(np.tile(inputs, (len(idx), 1))), cache)
-                logits = adapter.logits(hidden).astype(mx.float32)
-                nll = nn.losses.cross_entropy(logits, mx.array(np.tile(targets, (len(idx), 1))))
-                nll = (nll * mx.array(np.tile(mask, (len(idx), 1)))).sum(axis=1)
-                scores = scores - nll.reshape(len(idx), len(rest))
-            scored[idx] = np.array(scores)
-    return scored
-
-
 def greedy_decode(
-    adapter: BaseAdapter, prompts: Sequence[Sequence[int]], max_new_tokens: int, stop_ids: set[int]
+    adapter: BaseAdapter,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    stop_ids: set[int],
+    settled: Callable[[int, list[int]], bool] | None = None,
 ) -> list[list[int]]:
-    """Greedy continuations of ``prompts`` (batched by equal prompt length, no padding)."""
+    """Greedy continuations of ``prompts`` (batched by equal prompt length, no padding).
+
+    ``settled(i, tokens)``, when given, is asked after each new token of prompt ``i``;
+    True stops decoding it there.
+    """
     by_length: dict[int, list[int]] = defaultdict(list)
     for i, prompt in enumerate(prompts):
         by_length[len(prompt)].append(i)
@@ -326,10 +229,52 @@ def greedy_decode(
                             done[row] = True
                         else:
                             outputs[idx[row]].append(token)
+                            done[row] = settled is not None and settled(idx[row], outputs[idx[row]])
                 if done.all():
                     break
                 tokens = next_tokens[:, None]
     return outputs
+
+
+def _generation_hits(
+    adapter: BaseAdapter,
+    examples: Sequence,
+    encoded: Sequence[EncodedExample],
+    forced: Evaluation,
+    tokenizer: Any,
+) -> list[bool]:
+    """Per example: whether greedy decoding reproduces its answer after normalisation.
+
+    Greedy decoding reproduces the reference exactly when every teacher-forced arg-max
+    is right (and the answer was not cut short): those examples are hits already. Of the
+    others, only those whose known start may still normalise onto the reference (case,
+    punctuation, another tokenisation of the same text) are decoded, from that start on,
+    and each only until its outcome is known; at most the longest answer + 2 tokens.
+    """
+    end = eos_id(tokenizer)
+    stop = set(getattr(tokenizer, "eos_token_ids", None) or [end])
+    prefixes = forced.greedy_prefixes
+    hits: list[bool | None] = [
+        True
+        if hit and e.answer[-1] == end
+        else _known_outcome(prefix, example.completion, tokenizer, stop)
+        for hit, e, prefix, example in zip(forced.hits, encoded, prefixes, examples)
+    ]
+    rest = [i for i, hit in enumerate(hits) if hit is None]
+    if rest:
+        limit = max(len(encoded[i].answer) for i in rest) + 2
+
+        def settled(k: int, tokens: list[int]) -> bool:
+            so_far = prefixes[rest[k]] + tuple(tokens)
+            outcome = _known_outcome(so_far, examples[rest[k]].completion, tokenizer, stop)
+            return outcome is not None or len(so_far) >= limit
+
+        starts = [tuple(encoded[i].prompt) + prefixes[i] for i in rest]
+        decoded = greedy_decode(adapter, starts, limit, stop, settled)
+        for i, tokens in zip(rest, decoded):
+            text = tokenizer.decode(list(prefixes[i]) + tokens)
+            hits[i] = normalize_answer(text) == normalize_answer(examples[i].completion)
+    return hits
 
 
 def score_test(
@@ -341,6 +286,7 @@ def score_test(
     labels: LabelSet | None,
     *,
     accuracy: bool = True,
+    frozen: FrozenBlocks | None = None,
 ) -> dict[str, float]:
     """Every test metric of a trial, with standard errors.
 
@@ -353,13 +299,15 @@ def score_test(
         labels: The classification label set, else None.
         accuracy: Also score accuracy. Off for free-form answers, where greedy decoding
             is the costly part and exact match carries no signal.
+        frozen: The test examples' states after the adapter's frozen lower blocks
+            (:meth:`PreparedTask.eval_states`), where the teacher-forced pass starts.
 
     Returns:
         ``{"val_loss", "val_loss_se", "perplexity", "test_examples"}`` plus
         ``"accuracy"``, ``"accuracy_se"`` when scored. ``val_loss`` is in nats per answer
         token; ``perplexity`` is ``exp(val_loss)``.
     """
-    forced = teacher_forced(adapter, encoded, task.task_type, labels)
+    forced = teacher_forced(adapter, encoded, task.task_type, labels, frozen)
     scores = {
         "val_loss": forced.loss,
         "val_loss_se": forced.loss_se,
@@ -372,25 +320,6 @@ def score_test(
         return {**scores, "accuracy": forced.metric, "accuracy_se": forced.metric_se}
     if not accuracy:
         return scores
-    # Greedy decoding reproduces the reference exactly when every teacher-forced arg-max
-    # is right (and the answer was not cut short): those examples are hits already. Of
-    # the others, only those whose known start may still normalise onto the reference
-    # (case, punctuation, another tokenisation of the same text) are decoded.
-    end = eos_id(tokenizer)
-    stop = set(getattr(tokenizer, "eos_token_ids", None) or [end])
-    hits: list[bool | None] = [
-        True
-        if hit and e.answer[-1] == end
-        else _known_outcome(prefix, example.completion, tokenizer, stop)
-        for hit, e, prefix, example in zip(forced.hits, encoded, forced.greedy_prefixes, examples)
-    ]
-    rest = [i for i, hit in enumerate(hits) if hit is None]
-    if rest:
-        longest = max(len(encoded[i].answer) for i in rest)
-        decoded = greedy_decode(adapter, [encoded[i].prompt for i in rest], longest + 2, stop)
-        for i, tokens in zip(rest, decoded):
-            hits[i] = normalize_answer(tokenizer.decode(tokens)) == normalize_answer(
-                examples[i].completion
-            )
+    hits = _generation_hits(adapter, examples, encoded, forced, tokenizer)
     value = float(np.mean(hits))
     return {**scores, "accuracy": value, "accuracy_se": proportion_se(value, len(hits))}

@@ -20,9 +20,10 @@ from ..models.info import describe
 from ..tasks import Task, TaskCharacteristics, load_task
 from . import dashboard, reporting
 from .baseline import zero_shot
+from .prepared import PreparedTask
 from .results import CurvePoint, TrainingBudget, TrialResult
 from .search_space import PEFTSearchSpace
-from .trainer import PreparedTask, fine_tune
+from .trainer import fine_tune
 
 logger = logging.getLogger("metapeft_optuna")
 
@@ -150,10 +151,6 @@ class PEFTObjective:
             self._characteristics = TaskCharacteristics.from_task(self.task, self.loaded.tokenizer)
         return self._characteristics
 
-    @property
-    def model_name(self) -> str:
-        return self.loaded.info.name
-
     def study_attributes(self) -> dict[str, Any]:
         """What the study carries so that it becomes experience."""
         return {
@@ -277,7 +274,7 @@ class PEFTObjective:
             return self._failed(trial, exc)
         trial.set_user_attr(schema.TRIAL_METHOD, method)
         trial.set_user_attr(schema.TRIAL_HYPERPARAMETERS, hyperparameters)
-        trial.set_user_attr("model", self.model_name)
+        trial.set_user_attr("model", self.loaded.info.name)
         trial.set_user_attr("task", self.task.name)
         with tempfile.TemporaryDirectory() as scratch:
             output_dir = None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,109 +20,17 @@ from ..peft import (
     resolve_method,
     save_adapter,
 )
-from ..tasks import Example, Task, load_task
+from ..tasks import Task, load_task
 from ..validation import check_int, check_number
-from .batching import (
-    EncodedExample,
-    batch_indices,
-    collate,
-    encode_example,
-    encode_task_examples,
-)
-from .evaluation import LabelSet, score_test, teacher_forced
+from .batching import batch_indices, collate
+from .evaluation import teacher_forced
 from .frozen import FrozenBlocks
+from .prepared import PreparedTask
 from .results import CurvePoint, TrainingBudget, TrialResult
 from .step import make_optimizer, make_train_step
 
 TRAINING_KEYS = ("learning_rate", "steps", "batch_size")
 CurveCallback = Callable[[CurvePoint], None]
-
-
-@dataclass
-class PreparedTask:
-    """A task tokenised once for many trials: encoded splits and the label set.
-
-    Attributes:
-        task: The task.
-        train: Encoded training examples.
-        validation: Encoded validation examples (learning-curve points).
-        test: The held-out test examples (the objectives).
-        test_encoded: The same, encoded.
-        labels: The classification label set, else None.
-        longest: Tokens in the longest training or validation example.
-
-    Example:
-        >>> from metapeft_optuna.models import load_model
-        >>> _, tokenizer, _ = load_model("tiny")
-        >>> prepared = PreparedTask.prepare(load_task("parity@64"), tokenizer, TrainingBudget())
-        >>> len(prepared.train), len(prepared.test), prepared.labels.labels
-        (64, 400, (' even', ' odd'))
-    """
-
-    task: Task
-    train: list[EncodedExample]
-    validation: list[EncodedExample]
-    test: tuple[Example, ...]
-    test_encoded: list[EncodedExample]
-    labels: LabelSet | None
-    longest: int
-
-    @classmethod
-    def prepare(
-        cls, task: Task, tokenizer: Any, budget: TrainingBudget, max_length: int | None = None
-    ) -> PreparedTask:
-        """Split and tokenise ``task`` once.
-
-        Args:
-            task: The task.
-            tokenizer: The model's tokenizer.
-            budget: Split seed and split sizes.
-            max_length: Truncate longer examples to this many tokens, keeping their first
-                tokens as mlx-lm does, with one warning naming file and line (None: no
-                limit). :class:`PEFTObjective` passes the model's context less the virtual
-                tokens its search space may add.
-        """
-        splits = task.splits(seed=budget.split_seed)
-        train = (
-            splits.train[: budget.max_train_examples] if budget.max_train_examples else splits.train
-        )
-        encoded_train = encode_task_examples(train, tokenizer, max_length)
-        validation = encode_task_examples(
-            splits.validation[: budget.curve_examples], tokenizer, max_length
-        )
-        if not encoded_train or not validation:
-            raise TrialFailedError(
-                f"{task.name}: every training or validation example is longer than "
-                f"{max_length} tokens, the most the model reads; shorten the prompts."
-            )
-        test = tuple(splits.test[: budget.eval_examples])
-        test_encoded = encode_task_examples(test, tokenizer, max_length)
-        if len(test_encoded) != len(test):  # some prompts fill the context: leave them out
-            pairs = [(e, encode_example(e, tokenizer, max_length)) for e in test]
-            test = tuple(e for e, encoded in pairs if encoded is not None)
-            test_encoded = [encoded for _, encoded in pairs if encoded is not None]
-        longest = max(e.length for e in encoded_train + validation)
-        return cls(
-            task,
-            encoded_train,
-            validation,
-            test,
-            test_encoded,
-            LabelSet.from_task(task, tokenizer),
-            longest,
-        )
-
-    def score(self, adapter: BaseAdapter, tokenizer: Any, accuracy: bool) -> dict[str, float]:
-        """The test metrics of ``adapter`` (see :func:`score_test`)."""
-        return score_test(
-            adapter,
-            self.task,
-            self.test,
-            self.test_encoded,
-            tokenizer,
-            self.labels,
-            accuracy=accuracy,
-        )
 
 
 def split_hyperparameters(hyperparameters: dict[str, Any]) -> tuple[dict[str, Any], dict]:
@@ -267,7 +174,13 @@ def _curve_point(
     peak_bytes: int,
 ) -> CurvePoint:
     adapter.eval()
-    scored = teacher_forced(adapter, prepared.validation, prepared.task.task_type, prepared.labels)
+    scored = teacher_forced(
+        adapter,
+        prepared.validation,
+        prepared.task.task_type,
+        prepared.labels,
+        prepared.eval_states(adapter, "validation"),
+    )
     adapter.train()
     return CurvePoint(
         step,
