@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from metapeft_optuna import DataFormatError, MetaLearningError, NotFittedError, schema
@@ -10,6 +11,7 @@ from metapeft_optuna.meta import (
     MetaHyperparameterOptimizer,
     MetaPEFTSystem,
     MethodRecommendation,
+    PEFTExperience,
     PEFTSurrogate,
     SurrogateConfig,
 )
@@ -93,6 +95,7 @@ def test_buffer_reads_metapeft_studies_and_skips_others(tiny_storage):
     assert set(experience.performance_metrics) >= {*schema.DEFAULT_OBJECTIVES, "val_loss"}
     assert experience.learning_curve and experience.state == "complete"
     assert experience.memory_usage == experience.performance_metrics["peak_memory_mb"]
+    assert experience.quality_objective == "accuracy"  # what the study optimised
     skipped = ExperienceBuffer.from_storages([tiny_storage], exclude_studies=["iris"])
     assert "iris" not in skipped.task_names() and len(skipped) == 15
 
@@ -107,6 +110,17 @@ def test_buffer_deduplicates_and_round_trips_jsonl(tiny_storage, tmp_path):
     np.testing.assert_array_equal(
         next(iter(again)).task_embedding, next(iter(buffer)).task_embedding
     )
+
+
+def test_quality_follows_the_study_quality_objective(experiences):
+    """A task re-scored by val_loss keeps trials that also measured accuracy (0 for
+    all of them): their quality is minus val_loss, as for the task's later trials."""
+    metrics = {"accuracy": 0.0, "val_loss": 2.5, "peak_memory_mb": 9.0, "train_seconds": 1.0}
+    legacy = dataclasses.replace(experiences[0], performance_metrics=metrics)
+    assert legacy.quality == 0.0  # not recorded: accuracy where measured
+    rescored = dataclasses.replace(legacy, quality_objective="val_loss")
+    assert rescored.quality == -2.5
+    assert PEFTExperience.from_dict(rescored.to_dict()).quality == -2.5
 
 
 def test_pruned_trials_are_experience_and_failed_ones_are_not(tmp_path, experiences):

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import schema
 from ..errors import DataFormatError
 from ..peft import PEFTMethod
 from ..tasks import TaskCharacteristics
@@ -38,6 +39,9 @@ class PEFTExperience:
         state: ``"complete"`` or ``"pruned"``.
         uid: Identity used to drop duplicates (storage-independent).
         study: ``"<study name>"`` it came from.
+        quality_objective: What its study optimised for quality (``"accuracy"`` or
+            ``"val_loss"``); empty when not recorded. A task re-scored by val_loss keeps
+            trials that also measured accuracy, so :attr:`quality` must not guess.
 
     Example:
         >>> from metapeft_optuna.tasks import TaskCharacteristics
@@ -59,6 +63,7 @@ class PEFTExperience:
     state: str = "complete"
     uid: str = ""
     study: str = ""
+    quality_objective: str = ""
 
     @classmethod
     def measured(
@@ -72,6 +77,7 @@ class PEFTExperience:
         learning_curve: Sequence[dict[str, float]] = (),
         uid: str = "",
         study: str = "",
+        quality_objective: str = "",
     ) -> PEFTExperience:
         """A complete experience: a configuration (``params``, search-space parameters
         with ``"method"``) and what it measured (``metrics`` by name)."""
@@ -85,6 +91,7 @@ class PEFTExperience:
             learning_curve=tuple(learning_curve),
             uid=uid,
             study=study,
+            quality_objective=quality_objective,
         )
 
     @property
@@ -109,12 +116,12 @@ class PEFTExperience:
 
     @property
     def quality(self) -> float | None:
-        """How well the task was learned, higher is better: accuracy where measured,
-        else minus val_loss (free-form answers). Comparable within one task only."""
-        if self.accuracy is not None:
-            return self.accuracy
-        loss = self.performance_metrics.get("val_loss")
-        return -loss if loss is not None else None
+        """How well the task was learned, higher is better: the study's quality
+        objective (accuracy, or minus val_loss), else accuracy where measured, else minus
+        val_loss (free-form answers). Comparable within one task only."""
+        name = self.quality_objective or ("accuracy" if self.accuracy is not None else "val_loss")
+        value = self.performance_metrics.get(name)
+        return None if value is None else -schema.OBJECTIVE_SPECS[name].sign * value
 
     @property
     def source_key(self) -> str:
@@ -138,6 +145,7 @@ class PEFTExperience:
             "hyperparameters": self.hyperparameters,
             "performance_metrics": self.performance_metrics,
             "learning_curve": list(self.learning_curve),
+            "quality_objective": self.quality_objective,
         }
 
     @classmethod
@@ -153,6 +161,7 @@ class PEFTExperience:
             state=data.get("state", "complete"),
             uid=data["uid"],
             study=data.get("study", ""),
+            quality_objective=data.get("quality_objective") or "",
         )
 
 

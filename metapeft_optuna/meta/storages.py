@@ -248,4 +248,5 @@ def experience_from_trial(
         state="complete" if values is not None else "pruned",
         uid=hashlib.sha1(key.encode()).hexdigest()[:16],
         study=study_name,
+        quality_objective=schema.quality_objective(objectives) or "",
     )
