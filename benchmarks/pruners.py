@@ -4,8 +4,10 @@ For every task, its recorded trials are replayed in a random order as a study: a
 learning-curve point the pruner may stop the trial (its remaining steps are saved and its
 final values never exist). Reported: the fraction of training steps saved, and the
 normalised hypervolume lost (final front of the trials that finished vs all trials).
-Pruners: none, MetaPEFTPruner (all three objectives), Optuna's MedianPruner and
-SuccessiveHalvingPruner applied to accuracy alone (their only option), and an online
+Each task is replayed with its study's objectives (its quality objective, accuracy or
+val_loss, then peak memory and training time). Pruners: none, MetaPEFTPruner (all
+three objectives), Optuna's MedianPruner and SuccessiveHalvingPruner applied to the
+quality objective alone (their only option, on its learning curve), and an online
 oracle that knows every trial's recorded final values and stops, at its first curve
 point, exactly the trials a finished trial dominates: the most any pruner could save
 without losing hypervolume in the same replay. Run:
@@ -23,7 +25,7 @@ import metapeft_optuna  # noqa: F401
 from metapeft_optuna import schema
 from metapeft_optuna.meta import ExperienceBuffer, PEFTExperience
 from metapeft_optuna.meta.acquisition import hypervolume
-from metapeft_optuna.meta.features import target_vector
+from metapeft_optuna.meta.features import target_columns, target_vector
 from metapeft_optuna.pruners import MetaPEFTPruner
 from metapeft_optuna.training import PEFTSearchSpace
 
@@ -39,25 +41,32 @@ class OnlineOraclePruner(optuna.pruners.BasePruner):
 
     supports_multi_objective = True
 
-    def __init__(self, trials: list[PEFTExperience]):
+    def __init__(self, trials: list[PEFTExperience], objectives: tuple[str, ...]):
+        signs = target_columns(objectives)[1]
         self.finals = [
-            [e.performance_metrics[o] for o in schema.DEFAULT_OBJECTIVES] for e in trials
+            signs * np.array([e.performance_metrics[o] for o in objectives]) for e in trials
         ]
+        self.signs = signs
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
-        accuracy, memory, seconds = self.finals[trial.number]
+        mine = self.finals[trial.number]
         return any(
-            (a >= accuracy and m <= memory and s <= seconds)
-            and (a, m, s) != (accuracy, memory, seconds)
-            for a, m, s in (
-                t.values for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            (done <= mine).all() and (done != mine).any()
+            for done in (
+                self.signs * np.array(t.values)
+                for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             )
         )
 
 
-def make_pruner(name: str, experience: ExperienceBuffer | None, trials: list[PEFTExperience]):
+def make_pruner(
+    name: str,
+    experience: ExperienceBuffer | None,
+    trials: list[PEFTExperience],
+    objectives: tuple[str, ...],
+):
     if name == "oracle":
-        return OnlineOraclePruner(trials)
+        return OnlineOraclePruner(trials, objectives)
     if name == "meta":
         return MetaPEFTPruner(experience=experience)
     if name == "median":
@@ -68,15 +77,19 @@ def make_pruner(name: str, experience: ExperienceBuffer | None, trials: list[PEF
 
 
 def replay(
-    trials: list[PEFTExperience], name: str, experience: ExperienceBuffer | None
+    trials: list[PEFTExperience],
+    name: str,
+    experience: ExperienceBuffer | None,
+    objectives: tuple[str, ...],
 ) -> tuple[int, int, list[np.ndarray]]:
     """Steps used, steps possible and the targets of the trials that finished."""
-    pruner = make_pruner(name, experience, trials)
+    pruner = make_pruner(name, experience, trials, objectives)
     multi = name in ("meta", "none", "oracle")
-    study = optuna.create_study(
-        directions=schema.directions(schema.DEFAULT_OBJECTIVES) if multi else ["maximize"],
-        pruner=pruner,
-    )
+    directions = schema.directions(objectives)
+    study = optuna.create_study(directions=directions if multi else directions[:1], pruner=pruner)
+    if multi:
+        study.set_metric_names(list(objectives))
+    curve_key = schema.OBJECTIVE_SPECS[objectives[0]].curve_key
     space = PEFTSearchSpace()
     distributions = space.distributions()
     used = possible = 0
@@ -96,7 +109,7 @@ def replay(
                 frozen = study._storage.get_trial(trial._trial_id)
                 prune = bool(pruner.prune(study, frozen))
             else:
-                trial.report(float(point["val_metric"]), int(point["step"]))
+                trial.report(float(point[curve_key]), int(point["step"]))
                 prune = trial.should_prune()
             if prune and point["step"] < total:
                 stopped_at = int(point["step"])
@@ -106,15 +119,14 @@ def replay(
             study.tell(trial, state=TrialState.PRUNED)
             continue
         used += total
-        values = [e.performance_metrics[o] for o in schema.DEFAULT_OBJECTIVES]
+        values = [e.performance_metrics[o] for o in objectives]
         study.tell(trial, values if multi else values[0])
-        finished.append(target_vector(e.performance_metrics, schema.DEFAULT_OBJECTIVES))
+        finished.append(target_vector(e.performance_metrics, objectives))
     return used, possible, finished
 
 
-def normalised(targets: np.ndarray, low: np.ndarray, span: np.ndarray) -> np.ndarray:
-    minimised = np.column_stack([1 - targets[:, 0], targets[:, 1], targets[:, 2]])
-    return (minimised - low) / span
+def normalised(targets: np.ndarray, signs: np.ndarray, low: np.ndarray, span: np.ndarray):
+    return (targets * signs - low) / span
 
 
 def main() -> None:
@@ -128,19 +140,19 @@ def main() -> None:
     results = defaultdict(lambda: {"used": 0, "possible": 0, "hv_loss": []})
     for key, trials in sorted(groups.items()):
         others = ExperienceBuffer(e for k, g in groups.items() if k != key for e in g)
-        targets = np.stack(
-            [target_vector(e.performance_metrics, schema.DEFAULT_OBJECTIVES) for e in trials]
-        )
-        minimised = np.column_stack([1 - targets[:, 0], targets[:, 1], targets[:, 2]])
-        low, high = minimised.min(axis=0), minimised.max(axis=0)
+        # Each task by its study's quality objective (v1's studies all used accuracy).
+        objectives = schema.default_objectives(trials[0].quality_objective or "accuracy")
+        signs = target_columns(objectives)[1]
+        targets = np.stack([target_vector(e.performance_metrics, objectives) for e in trials])
+        low, high = (targets * signs).min(axis=0), (targets * signs).max(axis=0)
         span = np.where(high - low > 1e-9, high - low, 1.0)
-        full_hv = hypervolume(normalised(targets, low, span), REFERENCE)
+        full_hv = hypervolume(normalised(targets, signs, low, span), REFERENCE)
         for order in range(args.orders):
             shuffled = [trials[i] for i in np.random.default_rng(order).permutation(len(trials))]
             for name in ("none", "meta", "median", "halving", "oracle"):
-                used, possible, finished = replay(shuffled, name, others)
+                used, possible, finished = replay(shuffled, name, others, objectives)
                 kept = (
-                    hypervolume(normalised(np.array(finished), low, span), REFERENCE)
+                    hypervolume(normalised(np.array(finished), signs, low, span), REFERENCE)
                     if finished
                     else 0.0
                 )
@@ -157,8 +169,8 @@ def main() -> None:
     labels = {
         "none": ("no pruning", "-"),
         "meta": ("MetaPEFTPruner", "all three"),
-        "median": ("MedianPruner", "accuracy"),
-        "halving": ("SuccessiveHalvingPruner", "accuracy"),
+        "median": ("MedianPruner", "quality"),
+        "halving": ("SuccessiveHalvingPruner", "quality"),
         "oracle": ("online oracle (knows the final values)", "all three"),
     }
     for name, r in results.items():
