@@ -1,10 +1,11 @@
 """Leave-one-task-out quality of the meta-model on recorded experience.
 
 For each source task the meta-model is trained on the other tasks only. Printed per task:
-Spearman correlation between predicted and actual accuracy (zero-shot, and after adapting
-on the task's first few trials), the same for a task-agnostic surrogate (task features
-zeroed), and whether the method selector picks the task's best-accuracy method, next to
-the majority-method baseline. Run:
+Spearman correlation between predicted and actual quality (the task's quality objective,
+accuracy or val_loss; zero-shot, and after adapting on the task's first few trials), the
+same for a task-agnostic surrogate (task features zeroed), zero-shot Spearman for peak
+memory and training time, and the method selector's first two choices against the task's
+best method, next to the majority-method baseline. Run:
 
     python benchmarks/meta_model.py [--experience studies/meta_dataset.jsonl] [--shots 5]
 """
@@ -36,16 +37,18 @@ def main() -> None:
     start = time.time()
     report = leave_one_task_out(buffer, config=SurrogateConfig(), shots=args.shots)
     print(
-        "| held-out task | trials | Spearman | task-agnostic | after "
-        f"{args.shots} shots | agnostic after {args.shots} | selected | best | majority |"
+        "| held-out task | trials | quality | Spearman | task-agnostic | after "
+        f"{args.shots} shots | agnostic after {args.shots} | memory | time | selected "
+        "(runner-up) | best | majority |"
     )
-    print("|---|---:|---:|---:|---:|---:|---|---|---|")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|")
     for t in report.tasks:
         print(
-            f"| {t.task} | {t.trials} | {t.spearman:.3f} | {t.spearman_agnostic:.3f} | "
-            f"{t.spearman_adapted:.3f} | {t.spearman_adapted_agnostic:.3f} | "
-            f"{t.selected_method} ({t.selected_probability:.2f}) | {t.best_method or '-'} | "
-            f"{t.majority_method} |"
+            f"| {t.task} | {t.trials} | {t.quality} | {t.spearman:.3f} | "
+            f"{t.spearman_agnostic:.3f} | {t.spearman_adapted:.3f} | "
+            f"{t.spearman_adapted_agnostic:.3f} | {t.spearman_memory:.3f} | "
+            f"{t.spearman_time:.3f} | {t.selected_method} ({t.selected_probability:.2f}; "
+            f"{t.second_method}) | {t.best_method or '-'} | {t.majority_method} |"
         )
     s = report.summary()
     print(
@@ -54,9 +57,14 @@ def main() -> None:
         f"(task-agnostic {s['spearman_adapted_agnostic']:.3f})"
     )
     print(
-        f"method selection top-1 on the {s['tasks_with_a_best_method']} tasks with a best "
-        f"method: {s['selection_top1']:.3f} (majority-method baseline {s['majority_top1']:.3f}); "
-        f"mean calibrated confidence in the selected method {s['selected_probability']:.2f}"
+        f"zero-shot Spearman for peak memory {s['spearman_memory']:.3f}, training time "
+        f"{s['spearman_time']:.3f}"
+    )
+    print(
+        f"method selection on the {s['tasks_with_a_best_method']} tasks with a best method: "
+        f"top-1 {s['selection_top1']:.3f}, top-2 {s['selection_top2']:.3f} (majority-method "
+        f"baseline {s['majority_top1']:.3f}, {s['majority_top2']:.3f}); mean calibrated "
+        f"confidence in the selected method {s['selected_probability']:.2f}"
     )
     print(f"({time.time() - start:.0f} s)")
     if args.json:

@@ -387,6 +387,30 @@ def test_leave_one_task_out_on_structured_experience(experiences):
     assert summary["tasks"] == len(TASKS)
     assert summary["spearman"] > summary["spearman_agnostic"] + 0.1
     assert summary["selection_top1"] >= summary["majority_top1"]
+    assert summary["selection_top2"] >= summary["selection_top1"]
+    assert summary["majority_top2"] >= summary["majority_top1"]
+    assert summary["spearman_memory"] > 0.5 and summary["spearman_time"] > 0.5
+
+
+def test_leave_one_task_out_scores_each_task_by_its_quality_objective(experiences):
+    """A task its study scored by val_loss is ranked by val_loss, not by accuracy."""
+    name = experiences[0].task_name
+    rescored = [  # the held-out task's loss is lowest where its accuracy is lowest
+        dataclasses.replace(
+            e,
+            quality_objective="val_loss" if e.task_name == name else "",
+            performance_metrics={
+                **e.performance_metrics,
+                "val_loss": 0.1 + e.accuracy if e.task_name == name else 1.1 - e.accuracy,
+            },
+        )
+        for e in experiences
+    ]
+    report = leave_one_task_out(ExperienceBuffer(rescored), config=FAST, tasks=[name])
+    (held,) = report.tasks
+    lowest = min((e for e in experiences if e.task_name == name), key=lambda e: e.accuracy)
+    assert held.quality == "val_loss" and held.best_method == lowest.method_used.value
+    assert np.isfinite(held.spearman)
 
 
 def test_leave_one_task_out_runs_on_real_tiny_experience(tiny_storage):

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy.stats import spearmanr
 
+from .. import schema
 from ..training.search_space import PEFTSearchSpace
 from .experience import ExperienceBuffer
 from .features import experience_arrays
@@ -19,6 +20,9 @@ from .system import MetaPEFTSystem
 class HeldOutTask:
     """What the meta-model, trained without this task, says about it.
 
+    Quality is the task's own quality objective (accuracy, or val_loss for a task its
+    study scored by val_loss).
+
     Example:
         >>> t = HeldOutTask("iris", 40, 0.5, 0.1, 0.6, 0.2, "lora", "lora", "dora")
         >>> t.selected_method == t.best_method
@@ -27,14 +31,19 @@ class HeldOutTask:
 
     task: str
     trials: int
-    spearman: float  # predicted vs actual accuracy, zero-shot, task features on
+    spearman: float  # predicted vs actual quality, zero-shot, task features on
     spearman_agnostic: float  # the same surrogate with task features zeroed
     spearman_adapted: float  # after adapting on the first `shots` trials (scored on the rest)
     spearman_adapted_agnostic: float
     selected_method: str
-    best_method: str  # "" when every trial of the task has the same accuracy (no best)
+    best_method: str  # "" when every trial of the task has the same quality (no best)
     majority_method: str
     selected_probability: float = float("nan")  # the calibrated selector's confidence
+    second_method: str = ""  # the selector's runner-up
+    majority_second: str = ""  # the method second most often best among the training tasks
+    quality: str = "accuracy"  # the quality objective scored
+    spearman_memory: float = float("nan")  # zero-shot, task-aware: peak memory
+    spearman_time: float = float("nan")  # zero-shot, task-aware: training seconds
 
 
 @dataclass
@@ -70,7 +79,15 @@ class LeaveOneTaskOut:
             "spearman_adapted_agnostic": mean("spearman_adapted_agnostic"),
             "selection_top1": share(lambda t: t.selected_method == t.best_method),
             "majority_top1": share(lambda t: t.majority_method == t.best_method),
+            "selection_top2": share(
+                lambda t: t.best_method in (t.selected_method, t.second_method)
+            ),
+            "majority_top2": share(
+                lambda t: t.best_method in (t.majority_method, t.majority_second)
+            ),
             "selected_probability": mean("selected_probability"),
+            "spearman_memory": mean("spearman_memory"),
+            "spearman_time": mean("spearman_time"),
         }
 
     def to_dict(self) -> dict:
@@ -92,12 +109,14 @@ def leave_one_task_out(
 ) -> LeaveOneTaskOut:
     """For each source task: train on the others, predict it.
 
-    Reports, per held-out task, the Spearman correlation of predicted and actual accuracy
-    (zero-shot, and after adapting on its first ``shots`` trials), the same for a
-    task-agnostic surrogate (task features zeroed), and whether the method selector's
-    top method is the task's best-accuracy method, next to the majority-method baseline
-    (the method most often best among the training tasks); tasks whose trials all have
-    the same accuracy have no best method and are left out of those two shares.
+    Reports, per held-out task, the Spearman correlation of predicted and actual quality
+    (the task's quality objective; zero-shot, and after adapting on its first ``shots``
+    trials), the same for a task-agnostic surrogate (task features zeroed), zero-shot
+    correlations for peak memory and training time, and whether the task's best method
+    is the method selector's first (or one of its first two) choices, next to the
+    majority-method baseline (the methods most often best among the training tasks);
+    tasks whose trials all have the same quality have no best method and are left out of
+    those shares.
 
     Example:
         >>> report = leave_one_task_out(ExperienceBuffer())
@@ -121,17 +140,25 @@ def leave_one_task_out(
             space, SurrogateConfig(**{**asdict(config), "task_features": False})
         ).fit(train)
         contexts, configs, targets = experience_arrays(held, space)
-        actual = targets[:, 0]
+        quality = held[0].quality_objective or "accuracy"
+        column = schema.METRICS.index(quality)
+        actual = targets[:, column]
         rho = {}
         for label, surrogate in (("aware", system.surrogate), ("agnostic", agnostic)):
             mean, _ = surrogate.predict(contexts[0], configs)
-            rho[label] = _rho(mean[:, 0], actual)
+            rho[label] = _rho(mean[:, column], actual)
+            if label == "aware":
+                for cost in schema.COST_OBJECTIVES:
+                    where = schema.METRICS.index(cost)
+                    rho[cost] = _rho(mean[:, where], targets[:, where])
             adapted = surrogate.adapt(contexts[0], configs[:shots], targets[:shots])
             mean, _ = adapted.predict(contexts[0], configs[shots:])
-            rho[label + "_adapted"] = _rho(mean[:, 0], actual[shots:])
+            rho[label + "_adapted"] = _rho(mean[:, column], actual[shots:])
         probabilities = system.method_probabilities(contexts[0])
+        ranking = [system.methods[i] for i in np.argsort(-probabilities)]
         best = max(held, key=lambda e: e.quality).method_used.value if np.ptp(actual) else ""
-        majority = Counter(s["best_method"] for s in system.task_summaries_).most_common(1)[0][0]
+        common = Counter(s["best_method"] for s in system.task_summaries_).most_common(2)
+        majority, majority_second = common[0][0], common[1][0] if len(common) > 1 else ""
         report.tasks.append(
             HeldOutTask(
                 name,
@@ -140,10 +167,15 @@ def leave_one_task_out(
                 rho["agnostic"],
                 rho["aware_adapted"],
                 rho["agnostic_adapted"],
-                system.methods[int(np.argmax(probabilities))],
+                ranking[0],
                 best,
                 majority,
                 float(probabilities.max()),
+                ranking[1] if len(ranking) > 1 else "",
+                majority_second,
+                quality,
+                rho["peak_memory_mb"],
+                rho["train_seconds"],
             )
         )
     return report
