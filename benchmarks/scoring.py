@@ -86,9 +86,7 @@ def main() -> int:
         "target_modules": "qv",
     }
     print(f"LoRA rank 8 on q/v of all blocks, {args.steps} steps x batch 8; SmolLM2-135M")
-    print(
-        "| task | test examples | direct: s | product: s | speed-up | accuracy (direct, product) |"
-    )
+    print("| task | examples | direct: s | product: s | speed-up | accuracy (direct, ours ± se) |")
     print("|---|---:|---:|---:|---:|---|")
     failed = False
     for spec in args.tasks:
@@ -114,7 +112,8 @@ def main() -> int:
         failed |= not same
         print(
             f"| {spec} | {len(prepared.test)} | {direct_s:.1f} | {product_s:.1f} | "
-            f"**{direct_s / product_s:.2f}x** | {direct[0]:.4f}, {product['accuracy']:.4f}"
+            f"**{direct_s / product_s:.2f}x** | {direct[0]:.4f}, {product['accuracy']:.4f} "
+            f"± {product['accuracy_se']:.4f}"
             f"{'' if same else ' DIFFER'} |",
             flush=True,
         )

@@ -118,12 +118,12 @@ class PreparedTask:
         blocks = adapter.frozen_blocks
         if not 0 < blocks < len(adapter.base.model.layers):
             return None
-        examples = self.validation if split == "validation" else self.test_encoded
-        hidden = embedding_dim(adapter.base)
-        if sum(e.length for e in examples) * hidden * 4 > EVAL_STATES_MB * 2**20:
-            return None
         # The states hold the model, so its id is not reused while they are kept.
         key = (id(adapter.base), blocks, split)
         if key not in self._eval_states:
+            examples = self.validation if split == "validation" else self.test_encoded
+            tokens = sum(e.length for e in examples)
+            if tokens * embedding_dim(adapter.base) * 4 > EVAL_STATES_MB * 2**20:
+                return None
             self._eval_states[key] = FrozenBlocks(adapter, examples, blocks, on_host=True)
         return self._eval_states[key]
