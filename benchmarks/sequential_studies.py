@@ -36,7 +36,14 @@ from metapeft_optuna.training import PEFTSearchSpace
 
 import numpy as np
 import optuna
-from compare_samplers import hv_curve, optimise, peft_study, reference_pool, task_problem
+from compare_samplers import (
+    hv_curve,
+    optimise,
+    oracle_tasks,
+    peft_study,
+    reference_pool,
+    task_problem,
+)
 
 SAMPLERS = ("loop", "prior", "tpe")
 LABELS = {
@@ -80,7 +87,14 @@ def run_order(order: int, groups: dict, problems: dict, args, space, workdir: Pa
             context = (first.task_characteristics, first.model_info)
             oracle, scale, best_hv, _ = problems[key]
             sampler = sampler_for(name, order * 1000 + k, context, prior, space, storage)
-            study = peft_study(sampler, first.task_name, context, storage, f"{k:02d}-{key}")
+            study = peft_study(
+                sampler,
+                first.task_name,
+                context,
+                storage,
+                f"{k:02d}-{key}",
+                objectives=oracle.objectives,
+            )
             layers = first.model_info.get("num_layers", 30)
             outcomes = optimise(study, args.trials, space, oracle, layers)
             curve = hv_curve(scale(outcomes), best_hv)
@@ -172,7 +186,7 @@ def main() -> None:
     parser.add_argument("--out", default="docs/benchmarks")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    groups = ExperienceBuffer.from_storages(args.experience).by_task()
+    groups = oracle_tasks(args.experience)
     if len(groups) <= args.prior_tasks + 1:
         parser.error(f"{len(groups)} tasks: too few for --prior-tasks {args.prior_tasks}")
     space = PEFTSearchSpace()

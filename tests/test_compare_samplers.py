@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import sys
 
 from metapeft_optuna.meta import ExperienceBuffer, MetaPEFTSystem, SurrogateConfig
 
 import numpy as np
+import optuna
 import pytest
 from conftest import import_benchmark
 from synthetic_experience import TASKS, synthetic_experiences
@@ -33,19 +35,23 @@ def test_hypervolume_curve_is_monotone_and_reaches_one_on_the_best_front(compare
     assert 0 < curve[0] < 1
 
 
+def small_system(others, space, cache):
+    # The benchmark's full meta-model takes minutes; a small one shows the protocol.
+    config = SurrogateConfig(members=2, joint_steps=100, reptile_iterations=5)
+    buffer = ExperienceBuffer(e for group in others.values() for e in group)
+    return MetaPEFTSystem(space, surrogate_config=config).fit(buffer)
+
+
 def test_fast_mode_runs_leave_one_task_out_and_merges(compare, tmp_path, monkeypatch):
     experience = tmp_path / "experience.jsonl"
     ExperienceBuffer(synthetic_experiences(per_task=12)).export_jsonl(experience)
     seen = []
 
-    def small_system(others, space, cache):
-        # The benchmark's full meta-model takes minutes; a small one shows the protocol.
+    def recorded_system(others, space, cache):
         seen.append(sorted(others))
-        config = SurrogateConfig(members=2, joint_steps=100, reptile_iterations=5)
-        buffer = ExperienceBuffer(e for group in others.values() for e in group)
-        return MetaPEFTSystem(space, surrogate_config=config).fit(buffer)
+        return small_system(others, space, cache)
 
-    monkeypatch.setattr(compare, "fitted_system", small_system)
+    monkeypatch.setattr(compare, "fitted_system", recorded_system)
     out = tmp_path / "out"
     command = ["compare_samplers.py", "--mode", "fast", "--experience", str(experience)]
     monkeypatch.setattr(
@@ -80,3 +86,62 @@ def test_fast_mode_runs_leave_one_task_out_and_merges(compare, tmp_path, monkeyp
     monkeypatch.setattr(sys, "argv", [*command, *summarise])
     compare.main()
     assert (merged / "compare_fast.md").read_text() == table
+
+
+def test_a_val_loss_task_is_compared_on_its_own_objectives(compare, tmp_path, monkeypatch):
+    # A free-form task of v2 is scored by val_loss: its oracle, its normalisation (lower
+    # is better), the target study's metric names and the report all follow it.
+    def rescored(e):
+        if e.task_name != "reverse_word@64":
+            return e
+        loss = 0.2 + 3.0 * (1.0 - e.performance_metrics["accuracy"])
+        metrics = {**e.performance_metrics, "accuracy": 0.0, "val_loss": loss}
+        return dataclasses.replace(e, performance_metrics=metrics, quality_objective="val_loss")
+
+    experiences = [rescored(e) for e in synthetic_experiences(per_task=12)]
+    target = [e for e in experiences if e.task_name == "reverse_word@64"]
+    assert compare.task_objectives(target)[0] == "val_loss"
+    assert compare.task_objectives([experiences[0]])[0] == "accuracy"  # v1: not recorded
+    losses = np.array([[0.5, 6.0, 1.0], [2.0, 6.0, 1.0]])
+    scale = compare.TaskScale(np.log(losses), compare.task_objectives(target))
+    assert scale(np.log(losses))[:, 0].tolist() == [0.0, 1.0]  # the lower loss is better
+
+    experience = tmp_path / "experience.jsonl"
+    ExperienceBuffer(experiences).export_jsonl(experience)
+    studies = []
+    monkeypatch.setattr(compare, "fitted_system", small_system)
+    optimise = compare.optimise
+    monkeypatch.setattr(
+        compare, "optimise", lambda study, *a: studies.append(study) or optimise(study, *a)
+    )
+    out = tmp_path / "out"
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            *("compare_samplers.py", "--mode", "fast", "--experience", str(experience)),
+            *("--tasks", "reverse_word@64", "--samplers", "meta", "tpe", "warmstart"),
+            *("--seeds", "1", "--trials", "5", "--out", str(out)),
+        ],
+    )
+    compare.main()
+    assert all(s.metric_names == ["val_loss", "peak_memory_mb", "train_seconds"] for s in studies)
+    assert all(s.directions[0] == optuna.study.StudyDirection.MINIMIZE for s in studies)
+    with open(out / "compare_fast.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["quality"] for r in rows} == {"val_loss"}
+    best = min(e.performance_metrics["val_loss"] for e in target)
+    for r in rows:
+        assert 0.2 <= float(r["best_known_quality"]) <= best + 0.5
+        assert float(r["first_quality"]) >= float(r["best_known_quality"]) - 1e-6
+
+
+def test_trials_to_match_reads_the_mean_curves(compare):
+    by = {}
+    for seed in range(2):
+        for n, (meta, tpe) in enumerate([(0.5, 0.1), (0.7, 0.3), (0.8, 0.65)], start=1):
+            by[("meta", n, "t", seed)] = [meta]
+            by[("tpe", n, "t", seed)] = [tpe]
+    assert "at trial 2 (0.67 of the trials)" in compare.trials_to_match(by, 3)
+    by[("tpe", 3, "t", 0)] = [0.99]
+    assert "does not reach" in compare.trials_to_match(by, 3)
