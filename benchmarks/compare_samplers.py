@@ -111,7 +111,12 @@ class TaskScale:
 
 
 def quality_row(
-    task: str, sampler: str, seed: int, outcomes: np.ndarray, known: np.ndarray, objectives
+    task: str,
+    sampler: str,
+    seed: int,
+    outcomes: np.ndarray,
+    known: np.ndarray,
+    objectives: tuple[str, ...],
 ) -> dict[str, Any]:
     """The columns every row of one run shares: the quality objective, the first trial's
     quality and the best quality known for the task (as trials report them)."""

@@ -413,6 +413,19 @@ def test_leave_one_task_out_scores_each_task_by_its_quality_objective(experience
     assert np.isfinite(held.spearman)
 
 
+def test_leave_one_task_out_takes_a_task_with_no_trial_beyond_its_shots(experiences):
+    """A meta-dataset being built holds tasks with a few trials: adapting on them leaves
+    nothing to score, so only the zero-shot figures are reported for them."""
+    name = experiences[0].task_name
+    few = [e for e in experiences if e.task_name != name] + [
+        e for e in experiences if e.task_name == name
+    ][:3]
+    report = leave_one_task_out(ExperienceBuffer(few), config=FAST, shots=5, tasks=[name])
+    (held,) = report.tasks
+    assert held.trials == 3 and np.isnan(held.spearman_adapted)
+    assert np.isnan(held.spearman_adapted_agnostic) and np.isfinite(held.spearman_memory)
+
+
 def test_leave_one_task_out_runs_on_real_tiny_experience(tiny_storage):
     """The same evaluation on real fine-tunes of 6 built-in tasks (tiny model: accuracies
     are near chance, so only the plumbing and the memory/time structure are real)."""

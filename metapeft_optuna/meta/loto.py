@@ -151,9 +151,11 @@ def leave_one_task_out(
                 for cost in schema.COST_OBJECTIVES:
                     where = schema.METRICS.index(cost)
                     rho[cost] = _rho(mean[:, where], targets[:, where])
-            adapted = surrogate.adapt(contexts[0], configs[:shots], targets[:shots])
-            mean, _ = adapted.predict(contexts[0], configs[shots:])
-            rho[label + "_adapted"] = _rho(mean[:, column], actual[shots:])
+            rho[label + "_adapted"] = float("nan")
+            if len(held) > shots:  # a task still being built may not have more
+                adapted = surrogate.adapt(contexts[0], configs[:shots], targets[:shots])
+                mean, _ = adapted.predict(contexts[0], configs[shots:])
+                rho[label + "_adapted"] = _rho(mean[:, column], actual[shots:])
         probabilities = system.method_probabilities(contexts[0])
         ranking = [system.methods[i] for i in np.argsort(-probabilities)]
         best = max(held, key=lambda e: e.quality).method_used.value if np.ptp(actual) else ""
