@@ -18,9 +18,9 @@ final hypervolume ("trials to match").
 Modes:
 - ``fast``: trials are answered by per-task surrogate models (random forests) fitted on the
   meta-dataset; their cross-validated fit quality is reported.
-- ``live``: real fine-tunes of SmolLM2-135M on tasks outside the meta-dataset, with the
-  meta-dataset's trial protocol (400 test examples, a 4-point curve on 64 validation
-  examples).
+- ``live``: real fine-tunes of SmolLM2-135M with the meta-dataset's trial protocol (400
+  test examples, a 4-point curve on 64 validation examples); the meta-model learns from
+  ``--experience`` without the live tasks (at any size), so they are new to it.
 
     python benchmarks/compare_samplers.py --mode fast [--seeds 10] [--trials 50]
     python benchmarks/compare_samplers.py --mode live --tasks compare_numbers@256 \\
@@ -484,7 +484,6 @@ def source_studies(
 
 # --- live mode -------------------------------------------------------------------------------
 def live_mode(args: argparse.Namespace) -> None:
-    from metapeft_optuna.meta.prior import load_prior
     from metapeft_optuna.models import load_model
     from metapeft_optuna.tasks import TaskCharacteristics, load_task
     from metapeft_optuna.training import fine_tune
@@ -492,9 +491,11 @@ def live_mode(args: argparse.Namespace) -> None:
 
     space = PEFTSearchSpace()
     loaded = load_model(args.model)
-    system = load_prior(space)
-    if system is None:
-        sys.exit("live mode needs the shipped prior (run `metapeft prior train`).")
+    live = {spec.split("@")[0] for spec in args.tasks}
+    groups = ExperienceBuffer.from_storages(args.experience).by_task()
+    sources = {k: g for k, g in groups.items() if g[0].task_name.split("@")[0] not in live}
+    print(f"meta-model: {len(sources)} of the {len(groups)} tasks in {args.experience}")
+    system = fitted_system(sources, space, args.system_cache)
     rows, quality = [], {}
     samplers = [s for s in args.samplers if s in ("meta", "tpe")]
     for task_name in args.tasks:

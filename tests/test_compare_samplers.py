@@ -145,3 +145,38 @@ def test_trials_to_match_reads_the_mean_curves(compare):
     assert "at trial 2 (0.67 of the trials)" in compare.trials_to_match(by, 3)
     by[("tpe", 3, "t", 0)] = [0.99]
     assert "does not reach" in compare.trials_to_match(by, 3)
+
+
+def test_live_mode_learns_from_the_experience_without_the_live_tasks(
+    compare, tmp_path, monkeypatch
+):
+    experience = tmp_path / "experience.jsonl"
+    ExperienceBuffer(synthetic_experiences(per_task=6)).export_jsonl(experience)
+    seen = []
+
+    def recorded_system(others, space, cache):
+        seen.append({g[0].task_name for g in others.values()})
+        return small_system(others, space, cache)
+
+    monkeypatch.setattr(compare, "fitted_system", recorded_system)
+    monkeypatch.setattr(compare, "LIVE_BUDGET", compare.TrainingBudget(eval_examples=16))
+    out = tmp_path / "out"
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            *("compare_samplers.py", "--mode", "live", "--model", "tiny"),
+            *("--experience", str(experience), "--tasks", "parity@128"),
+            *("--samplers", "meta", "tpe", "--seeds", "1", "--trials", "2", "--out", str(out)),
+        ],
+    )
+    compare.main()
+    # parity@64 is the same task at another size: it is left out too.
+    assert seen == [{t for t in TASKS if not t.startswith("parity@")}]
+    with open(out / "compare_live.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {(r["sampler"], r["quality"]) for r in rows} == {
+        ("meta", "accuracy"),
+        ("tpe", "accuracy"),
+    }
+    assert len(rows) == 2 * 2
