@@ -79,8 +79,19 @@ LIVE_BUDGET = TrainingBudget(curve_points=4, curve_examples=64, eval_examples=40
 # --- objectives, normalisation and the metric --------------------------------------------
 def task_objectives(experiences: list[PEFTExperience]) -> tuple[str, ...]:
     """The objectives of a task's study: its quality objective (accuracy where the
-    experience does not record one, as in v1), then peak memory and training time."""
-    return schema.default_objectives(experiences[0].quality_objective or "accuracy")
+    experience does not record one, as in v1), then peak memory and training time.
+
+    Raises:
+        SystemExit: The task's experience mixes quality objectives (say v1 and v2
+            merged): one protocol at a time.
+    """
+    qualities = {e.quality_objective or "accuracy" for e in experiences}
+    if len(qualities) > 1:
+        sys.exit(
+            f"{experiences[0].task_name}: its experience mixes quality objectives "
+            f"{sorted(qualities)}; compare the experience of one meta-dataset at a time."
+        )
+    return schema.default_objectives(qualities.pop())
 
 
 def objective_values(target: np.ndarray, objectives: tuple[str, ...]) -> list[float]:
@@ -110,37 +121,41 @@ class TaskScale:
         return (np.atleast_2d(targets) * self.signs - self.low) / self.span
 
 
-def quality_row(
+def best_quality(targets: np.ndarray, objectives: tuple[str, ...]) -> float:
+    """The best quality among the finite rows of ``targets``, as trials report it (NaN
+    when there is none)."""
+    values = np.array([objective_values(t, objectives)[0] for t in np.atleast_2d(targets)])
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return float("nan")
+    return float(values[np.argmin(schema.OBJECTIVE_SPECS[objectives[0]].sign * values)])
+
+
+def run_columns(
     task: str,
     sampler: str,
     seed: int,
     outcomes: np.ndarray,
-    known: np.ndarray,
+    best: float,
     objectives: tuple[str, ...],
 ) -> dict[str, Any]:
     """The columns every row of one run shares: the quality objective, the first trial's
     quality and the best quality known for the task (as trials report them)."""
-    quality = objectives[0]
-    sign = schema.OBJECTIVE_SPECS[quality].sign
-    values = np.array([objective_values(t, objectives)[0] for t in known])
+    first = objective_values(outcomes[0], objectives)[0]
     return {
         "task": task,
         "sampler": sampler,
         "seed": seed,
-        "quality": quality,
-        "first_quality": objective_values(outcomes[0], objectives)[0],
-        "best_known_quality": float(values[np.nanargmin(sign * values)]),
+        "quality": objectives[0],
+        "first_quality": first,
+        "best_known_quality": best,
     }
 
 
 def hv_curve(points: np.ndarray, best_hv: float) -> list[float]:
-    """Normalised hypervolume of the first 1..n points (a failed trial's row, NaN, adds
-    nothing)."""
-    out = []
-    for n in range(1, len(points) + 1):
-        finite = points[:n][np.isfinite(points[:n]).all(axis=1)]
-        out.append(hypervolume(finite, REFERENCE) / best_hv if len(finite) else 0.0)
-    return out
+    """Normalised hypervolume of the first 1..n points (a failed trial's row, NaN, is
+    not below the reference point and adds nothing)."""
+    return [hypervolume(points[:n], REFERENCE) / best_hv for n in range(1, len(points) + 1)]
 
 
 def reference_pool(space: PEFTSearchSpace, size: int = 3000) -> list[dict[str, Any]]:
@@ -252,8 +267,7 @@ def warm_start_configs(
     the nearest tasks."""
     configs = []
     for group in nearest_tasks(target, others):
-        scored = [e for e in group if e.quality is not None]
-        for e in sorted(scored, key=lambda e: -e.quality)[:2]:
+        for e in sorted(group, key=lambda e: -e.quality)[:2]:
             configs.append(dict(e.hyperparameters))
     return configs[:n]
 
@@ -398,6 +412,7 @@ def fast_mode(args: argparse.Namespace) -> None:
         warm = warm_start_configs(experiences[0], others)
         sources = source_studies(others, oracle.objectives) if args.optunahub_registry else []
         layers = experiences[0].model_info.get("num_layers", 30)
+        best = best_quality(oracle_targets, oracle.objectives)
         for name in samplers:
             for seed in seeds(args):
                 outcomes = run_sampler(
@@ -415,7 +430,7 @@ def fast_mode(args: argparse.Namespace) -> None:
                     meta_options(args),
                     oracle.objectives,
                 )
-                run = quality_row(task, name, seed, outcomes, oracle_targets, oracle.objectives)
+                run = run_columns(task, name, seed, outcomes, best, oracle.objectives)
                 for n, value in enumerate(hv_curve(scale(outcomes), best_hv), start=1):
                     rows.append({**run, "trials": n, "normalised_hv": value})
         print(
@@ -491,7 +506,7 @@ def live_mode(args: argparse.Namespace) -> None:
 
     space = PEFTSearchSpace()
     loaded = load_model(args.model)
-    live = {spec.split("@")[0] for spec in args.tasks}
+    live = {load_task(spec).name.split("@")[0] for spec in args.tasks}
     groups = ExperienceBuffer.from_storages(args.experience).by_task()
     sources = {k: g for k, g in groups.items() if g[0].task_name.split("@")[0] not in live}
     print(f"meta-model: {len(sources)} of the {len(groups)} tasks in {args.experience}")
@@ -535,20 +550,22 @@ def live_mode(args: argparse.Namespace) -> None:
                     objectives,
                 )
                 results[name].append(outcomes)
-                row = quality_row(task_name, name, seed, outcomes, outcomes, objectives)
                 print(
                     f"{task_name} {name} seed {seed}: {time.time() - started:.0f} s, best "
-                    f"{objectives[0]} {row['best_known_quality']:.3f}",
+                    f"{objectives[0]} {best_quality(outcomes, objectives):.3f}",
                     flush=True,
                 )
         everything = np.vstack([o for runs in results.values() for o in runs])
+        if not np.isfinite(everything).all(axis=1).any():
+            print(f"{task_name}: every trial failed; left out of the comparison", flush=True)
+            continue
         scale = TaskScale(everything, objectives)
         points = scale(everything)
-        points = points[np.isfinite(points).all(axis=1)]
         best_hv = hypervolume(points[pareto_mask(points)], REFERENCE)
+        best = best_quality(everything, objectives)
         for name, runs in results.items():
             for seed, outcomes in zip(seeds(args), runs):
-                run = quality_row(task_name, name, seed, outcomes, everything, objectives)
+                run = run_columns(task_name, name, seed, outcomes, best, objectives)
                 for n, value in enumerate(hv_curve(scale(outcomes), best_hv), start=1):
                     rows.append({**run, "trials": n, "normalised_hv": value})
     write_outputs(rows, quality, args, samplers)
@@ -628,7 +645,7 @@ def summarise(rows: list[dict], samplers: list[str], trials: int) -> str:
         # "best" to reach; they are left out of this share.
         spread = defaultdict(set)
         for r in rows:
-            if r["trials"] == 1:
+            if r["trials"] == 1 and np.isfinite(r["first_quality"]):
                 spread[r["task"]].add(round(r["first_quality"], 6))
         first = [
             r
