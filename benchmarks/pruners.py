@@ -31,9 +31,8 @@ from metapeft_optuna.training import PEFTSearchSpace
 
 import numpy as np
 import optuna
+from compare_samplers import REFERENCE, TaskScale, task_objectives
 from optuna.trial import TrialState
-
-REFERENCE = np.full(3, 1.1)
 
 
 class OnlineOraclePruner(optuna.pruners.BasePruner):
@@ -125,10 +124,6 @@ def replay(
     return used, possible, finished
 
 
-def normalised(targets: np.ndarray, signs: np.ndarray, low: np.ndarray, span: np.ndarray):
-    return (targets * signs - low) / span
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experience", nargs="+", default=["studies/meta_dataset.jsonl"])
@@ -140,22 +135,15 @@ def main() -> None:
     results = defaultdict(lambda: {"used": 0, "possible": 0, "hv_loss": []})
     for key, trials in sorted(groups.items()):
         others = ExperienceBuffer(e for k, g in groups.items() if k != key for e in g)
-        # Each task by its study's quality objective (v1's studies all used accuracy).
-        objectives = schema.default_objectives(trials[0].quality_objective or "accuracy")
-        signs = target_columns(objectives)[1]
+        objectives = task_objectives(trials)  # v1's studies all used accuracy
         targets = np.stack([target_vector(e.performance_metrics, objectives) for e in trials])
-        low, high = (targets * signs).min(axis=0), (targets * signs).max(axis=0)
-        span = np.where(high - low > 1e-9, high - low, 1.0)
-        full_hv = hypervolume(normalised(targets, signs, low, span), REFERENCE)
+        scale = TaskScale(targets, objectives)
+        full_hv = hypervolume(scale(targets), REFERENCE)
         for order in range(args.orders):
             shuffled = [trials[i] for i in np.random.default_rng(order).permutation(len(trials))]
             for name in ("none", "meta", "median", "halving", "oracle"):
                 used, possible, finished = replay(shuffled, name, others, objectives)
-                kept = (
-                    hypervolume(normalised(np.array(finished), signs, low, span), REFERENCE)
-                    if finished
-                    else 0.0
-                )
+                kept = hypervolume(scale(np.array(finished)), REFERENCE) if finished else 0.0
                 r = results[name]
                 r["used"] += used
                 r["possible"] += possible
