@@ -29,6 +29,7 @@ from metapeft_optuna.training.step import make_optimizer, make_train_step
 import mlx.core as mx
 import mlx.nn as nn
 import pytest
+from mlx.utils import tree_flatten
 
 
 def _train(adapter, tokenizer, steps, lr=1e-2):
@@ -301,6 +302,43 @@ def test_virtual_tokens_are_removed_from_the_outputs():
     adapter = AdapterFactory.create_adapter("p_tuning", model, {"num_virtual_tokens": 6})
     tokens = _tokens(tokenizer)
     assert adapter(tokens).shape == (1, tokens.shape[1], 64)
+
+
+@pytest.mark.parametrize("method", ["prompt_tuning", "p_tuning"])
+def test_virtual_tokens_computed_once_per_batch_equal_prepending_them(method):
+    """Training and scoring compute the virtual tokens' keys and values once per batch;
+    hidden states, loss and gradients equal prepending the virtual tokens to every
+    example (HF peft's formulation), for a right-padded batch of several lengths."""
+    from metapeft_optuna.peft import model_access
+
+    model, tokenizer, _ = load_model("tiny")
+    adapter = AdapterFactory.create_adapter(method, model, {"num_virtual_tokens": 5})
+    examples = encode_task_examples(load_task("addition@64").examples[:8], tokenizer)
+    batch = collate(examples)
+    assert len({e.length for e in examples}) > 1
+
+    def prepended(inputs):
+        embeddings = model_access.embed(model, inputs)
+        virtual = adapter.virtual_tokens()[None]
+        virtual = mx.broadcast_to(virtual, (inputs.shape[0], *virtual.shape[1:]))
+        both = mx.concatenate([virtual, embeddings], axis=1)
+        return model_access.hidden_states(model, None, None, both)[:, 5:]
+
+    assert mx.allclose(adapter(batch.tokens), prepended(batch.tokens), atol=1e-5)
+
+    def loss(forward):
+        def value(trainable):
+            adapter.update(trainable)
+            hidden = mx.take_along_axis(forward(batch.tokens), batch.positions[..., None], 1)
+            logits = adapter.logits(hidden)
+            return (nn.losses.cross_entropy(logits, batch.targets) * batch.mask).sum()
+
+        return mx.value_and_grad(value)(adapter.trainable_parameters())
+
+    (shared, shared_grads), (full, full_grads) = loss(adapter), loss(prepended)
+    assert mx.allclose(shared, full, rtol=1e-5)
+    for (name, a), (_, b) in zip(tree_flatten(shared_grads), tree_flatten(full_grads)):
+        assert mx.allclose(a, b, atol=1e-5, rtol=1e-4), name
 
 
 def test_decoding_cache_matches_full_forward():

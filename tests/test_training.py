@@ -123,6 +123,16 @@ def test_generation_and_likelihood_scored_tasks(tiny, task):
     assert 0.0 <= result.accuracy <= 1.0 and len(result.learning_curve) == 2
 
 
+def test_virtual_token_trials_record_that_their_tokens_were_shared(tiny):
+    """Their time and memory are measured with the virtual tokens computed once per
+    batch; the meta-dataset tells these trials from earlier ones by this mark."""
+    hp = {"learning_rate": 1e-2, "steps": 2, "batch_size": 8, "num_virtual_tokens": 4}
+    assert fine_tune(tiny, "parity@64", "p_tuning", hp, BUDGET).extra == {
+        "virtual_tokens_shared": 4
+    }
+    assert "virtual_tokens_shared" not in fine_tune(tiny, "parity@64", "lora", LORA, BUDGET).extra
+
+
 def test_language_modeling_task(tiny, tmp_path):
     path = tmp_path / "lm.jsonl"
     path.write_text(
