@@ -11,11 +11,13 @@ every example's. Each method runs ``--repeats`` times, the two taking turns to g
 reported: median training seconds (the trial's time objective), tokens/s, peak memory
 (the memory objective), evaluation seconds, the ratio, and the test val_loss of both,
 which must agree within their standard error (the same function, summed in another
-order).
+order). Before the trials, the two formulations' hidden states on one batch must agree
+to 1e-4.
 
     python benchmarks/virtual_tokens.py [--task sentiment_strength@256] [--steps 40]
 
-Exits non-zero when the baseline or the product fails, or when their val_loss differs.
+Exits non-zero when the baseline or the product fails, or when their hidden states or
+val_loss differ.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ import sys
 
 import metapeft_optuna  # noqa: F401  (BLAS before mlx)
 from metapeft_optuna.models import load_model
-from metapeft_optuna.peft import model_access
+from metapeft_optuna.peft import AdapterFactory, model_access
 from metapeft_optuna.peft.virtual_tokens import VirtualTokenAdapter
 from metapeft_optuna.tasks import load_task
 from metapeft_optuna.training import TrainingBudget
+from metapeft_optuna.training.batching import collate
 from metapeft_optuna.training.prepared import PreparedTask
 from metapeft_optuna.training.trainer import fine_tune
 
@@ -52,6 +55,19 @@ def prepended(self, inputs, cache=None):
     virtual = mx.broadcast_to(virtual[None], (inputs.shape[0], *virtual.shape))
     both = mx.concatenate([virtual, embeddings], axis=1)
     return model_access.hidden_states(self.base, None, None, both)[:, self.num_virtual_tokens :]
+
+
+def forward_gap(loaded, prepared, method: str, args) -> float:
+    """Largest difference between the two formulations' hidden states on one batch of
+    test examples (an untrained adapter: the same function, so about 1e-5)."""
+    adapter = AdapterFactory.create_adapter(
+        method, loaded.model, {"num_virtual_tokens": args.virtual_tokens, **METHODS[method]}
+    )
+    try:
+        tokens = collate(prepared.test_encoded[: args.batch]).tokens
+        return mx.abs(SHARED(adapter, tokens) - prepended(adapter, tokens)).max().item()
+    finally:
+        adapter.detach()
 
 
 def trial(loaded, prepared, method: str, args, shared: bool):
@@ -92,6 +108,9 @@ def main() -> None:
     for method in METHODS:
         runs = {True: [], False: []}
         try:
+            gap = forward_gap(loaded, prepared, method, args)
+            if not gap <= 1e-4:
+                raise ValueError(f"the two formulations' hidden states differ by {gap:.2e}")
             for repeat in range(args.repeats):
                 for shared in (False, True) if repeat % 2 == 0 else (True, False):
                     runs[shared].append(trial(loaded, prepared, method, args, shared))
@@ -107,6 +126,7 @@ def main() -> None:
         loss = {s: runs[s][0].metrics["val_loss"] for s in runs}
         se = math.hypot(*(runs[s][0].metrics["val_loss_se"] for s in runs))
         same = abs(loss[True] - loss[False]) <= se
+        apart = abs(loss[True] - loss[False]) / se if se else 0.0
         failed |= not same
         seconds = med["train_seconds"]
         print(
@@ -115,7 +135,7 @@ def main() -> None:
             + " | ".join(f"{med[f][False]:.0f} -> {med[f][True]:.0f}" for f in fields[1:3])
             + f" | {med['eval_seconds'][False]:.1f} -> {med['eval_seconds'][True]:.1f} | "
             f"{loss[False]:.4f}, {loss[True]:.4f} "
-            f"({abs(loss[True] - loss[False]) / se:.1f} se{'' if same else ', DIFFER'}) |",
+            f"({apart:.1f} se{'' if same else ', DIFFER'}) |",
             flush=True,
         )
     VirtualTokenAdapter.__call__ = SHARED

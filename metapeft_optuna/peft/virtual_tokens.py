@@ -7,6 +7,7 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 from mlx_lm.models.base import create_causal_mask
+from mlx_lm.models.cache import KVCache, make_prompt_cache
 from optuna.distributions import IntDistribution
 
 from ..errors import AdapterCreationError
@@ -91,6 +92,9 @@ class VirtualTokenAdapter(BaseAdapter):
                 f"the model's context of {context} tokens; use fewer virtual tokens."
             )
         self.hidden_size = model_access.embedding_dim(model)
+        # Models whose layers keep other caches (sliding windows, recurrent states) get
+        # the virtual tokens in front of every example instead.
+        self.shares_virtual_tokens = all(type(c) is KVCache for c in make_prompt_cache(model))
 
     @property
     def num_virtual_tokens(self) -> int:
@@ -102,7 +106,7 @@ class VirtualTokenAdapter(BaseAdapter):
 
     def __call__(self, inputs: mx.array, cache: list[Any] | None = None) -> mx.array:
         embeddings = model_access.embed(self.base, inputs)
-        if cache is None and self.num_virtual_tokens:
+        if cache is None and self.num_virtual_tokens and self.shares_virtual_tokens:
             # Training and scoring: the virtual tokens come first, so under causal
             # attention they see only each other and their keys and values are the same
             # for every example. One batch-1 pass computes them; the batch attends to
