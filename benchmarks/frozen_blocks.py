@@ -23,6 +23,9 @@ import argparse
 import math
 import statistics
 import sys
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import metapeft_optuna  # noqa: F401  (BLAS before mlx)
 from metapeft_optuna.models import load_model
@@ -54,6 +57,28 @@ def trial(loaded, prepared, layers: int, steps: int, batch: int, reuse: bool):
     return fine_tune(loaded, prepared, "lora", hyperparameters, budget)
 
 
+def alternating(repeats: int, run: Callable[[bool], Any]) -> dict[bool, list]:
+    """``run(side)`` ``repeats`` times for each side (False: the baseline, True: the
+    product), the two taking turns to go first."""
+    runs: dict[bool, list] = {False: [], True: []}
+    for repeat in range(repeats):
+        for side in (False, True) if repeat % 2 == 0 else (True, False):
+            runs[side].append(run(side))
+    return runs
+
+
+def val_loss_agreement(runs: dict[bool, list]) -> tuple[str, bool]:
+    """The first runs' test val_loss (baseline, product) as a table cell that says how
+    many standard errors apart they are, and whether they agree within one."""
+    loss = {side: results[0].metrics["val_loss"] for side, results in runs.items()}
+    se = math.hypot(*(results[0].metrics["val_loss_se"] for results in runs.values()))
+    gap = abs(loss[True] - loss[False])
+    same = gap <= se
+    apart = gap / se if se else 0.0
+    cell = f"{loss[False]:.4f}, {loss[True]:.4f} ({apart:.1f} se{'' if same else ', DIFFER'})"
+    return cell, same
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="sentiment_strength@256")
@@ -77,28 +102,21 @@ def main() -> None:
     failed, total = False, len(loaded.model.layers)
     for fraction in FRACTIONS:
         layers = max(1, round(fraction * total))  # as the search space maps the fraction
-        runs = {True: [], False: []}
         try:
-            for repeat in range(args.repeats):
-                for reuse in (False, True) if repeat % 2 == 0 else (True, False):
-                    runs[reuse].append(
-                        trial(loaded, prepared, layers, args.steps, args.batch, reuse)
-                    )
+            run = partial(trial, loaded, prepared, layers, args.steps, args.batch)
+            runs = alternating(args.repeats, run)
         except Exception as exc:  # a failing side fails the benchmark, after the table
             print(f"| {layers} of {total} | failed: {exc} |")
             failed = True
             continue
         seconds = {r: statistics.median(x.train_seconds for x in runs[r]) for r in runs}
         speed = {r: statistics.median(x.tokens_per_second for x in runs[r]) for r in runs}
-        loss = {r: runs[r][0].metrics["val_loss"] for r in runs}
-        se = math.hypot(*(runs[r][0].metrics["val_loss_se"] for r in runs))
-        same = abs(loss[True] - loss[False]) <= se
+        losses, same = val_loss_agreement(runs)
         failed |= not same
         print(
             f"| {layers} of {total} | {seconds[False]:.2f} | "
             f"{seconds[True]:.2f} | {seconds[False] / seconds[True]:.2f}x | "
-            f"{speed[False]:.0f} -> {speed[True]:.0f} | {loss[False]:.4f}, {loss[True]:.4f} "
-            f"({abs(loss[True] - loss[False]) / se:.1f} se{'' if same else ', DIFFER'}) |"
+            f"{speed[False]:.0f} -> {speed[True]:.0f} | {losses} |"
         )
     BaseAdapter.frozen_blocks = REUSE
     sys.exit(1 if failed else 0)

@@ -4,15 +4,16 @@ without it.
 Prompt tuning and P-tuning put their virtual tokens before every example. Under causal
 attention those tokens see only each other, so their keys and values are the same for
 every example of a batch: the product computes them in one batch-1 pass and lets the
-batch attend to them as a prefix (``SharedVirtualTokens`` in
+batch attend to them as a prefix (``VirtualTokenAdapter`` in
 ``metapeft_optuna/peft/virtual_tokens.py``). Baseline, measured in the same run on the
 same trials: HF peft's formulation, the virtual token embeddings concatenated in front of
-every example's. Each method runs ``--repeats`` times, the two taking turns to go first;
-reported: median training seconds (the trial's time objective), tokens/s, peak memory
-(the memory objective), evaluation seconds, the ratio, and the test val_loss of both,
-which must agree within their standard error (the same function, summed in another
-order). Before the trials, the two formulations' hidden states on one batch must agree
-to 1e-4.
+every example's (the adapter's own path for models it does not share them on,
+``shares_virtual_tokens = False``). Each method runs ``--repeats`` times, the two taking
+turns to go first; reported: median training seconds (the trial's time objective),
+tokens/s, peak memory (the memory objective), evaluation seconds, the ratio, and the
+test val_loss of both, which must agree within their standard error (the same function,
+summed in another order). Before the trials, the two formulations' hidden states on one
+batch must agree to 1e-4.
 
     python benchmarks/virtual_tokens.py [--task sentiment_strength@256] [--steps 40]
 
@@ -23,13 +24,13 @@ val_loss differ.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
+from functools import partial
 
 import metapeft_optuna  # noqa: F401  (BLAS before mlx)
 from metapeft_optuna.models import load_model
-from metapeft_optuna.peft import AdapterFactory, model_access
+from metapeft_optuna.peft import AdapterFactory
 from metapeft_optuna.peft.virtual_tokens import VirtualTokenAdapter
 from metapeft_optuna.tasks import load_task
 from metapeft_optuna.training import TrainingBudget
@@ -38,46 +39,47 @@ from metapeft_optuna.training.prepared import PreparedTask
 from metapeft_optuna.training.trainer import fine_tune
 
 import mlx.core as mx
+from frozen_blocks import alternating, val_loss_agreement
 
 METHODS = {
     "prompt_tuning": {"init": "random"},
     "p_tuning": {"encoder_type": "mlp", "encoder_hidden_size": 128},
 }
-SHARED = VirtualTokenAdapter.__call__
+# Trial results reported besides the training seconds, each with its decimals.
+REPORTED = {"tokens_per_second": 0, "peak_memory_mb": 0, "eval_seconds": 1}
+PRODUCT_INIT = VirtualTokenAdapter.__init__
 
 
-def prepended(self, inputs, cache=None):
-    """HF peft's formulation: the virtual tokens in front of every example."""
-    if cache is not None or not self.num_virtual_tokens:
-        return SHARED(self, inputs, cache)
-    embeddings = model_access.embed(self.base, inputs)
-    virtual = self.virtual_tokens().astype(embeddings.dtype)
-    virtual = mx.broadcast_to(virtual[None], (inputs.shape[0], *virtual.shape))
-    both = mx.concatenate([virtual, embeddings], axis=1)
-    return model_access.hidden_states(self.base, None, None, both)[:, self.num_virtual_tokens :]
+def per_example_init(self, *args, **kwargs) -> None:
+    """The adapter as made, switched to the virtual tokens in front of every example."""
+    PRODUCT_INIT(self, *args, **kwargs)
+    self.shares_virtual_tokens = False
+
+
+def config(method: str, args) -> dict:
+    return {"num_virtual_tokens": args.virtual_tokens, **METHODS[method]}
 
 
 def forward_gap(loaded, prepared, method: str, args) -> float:
     """Largest difference between the two formulations' hidden states on one batch of
     test examples (an untrained adapter: the same function, so about 1e-5)."""
-    adapter = AdapterFactory.create_adapter(
-        method, loaded.model, {"num_virtual_tokens": args.virtual_tokens, **METHODS[method]}
-    )
+    adapter = AdapterFactory.create_adapter(method, loaded.model, config(method, args))
     try:
         tokens = collate(prepared.test_encoded[: args.batch]).tokens
-        return mx.abs(SHARED(adapter, tokens) - prepended(adapter, tokens)).max().item()
+        shared = adapter(tokens)
+        adapter.shares_virtual_tokens = False
+        return mx.abs(shared - adapter(tokens)).max().item()
     finally:
         adapter.detach()
 
 
 def trial(loaded, prepared, method: str, args, shared: bool):
-    VirtualTokenAdapter.__call__ = SHARED if shared else prepended
+    VirtualTokenAdapter.__init__ = PRODUCT_INIT if shared else per_example_init
     hyperparameters = {
         "learning_rate": 1e-2,
         "steps": args.steps,
         "batch_size": args.batch,
-        "num_virtual_tokens": args.virtual_tokens,
-        **METHODS[method],
+        **config(method, args),
     }
     budget = TrainingBudget(curve_points=1, eval_examples=len(prepared.test))
     return fine_tune(loaded, prepared, method, hyperparameters, budget)
@@ -106,39 +108,35 @@ def main() -> None:
     print("|---|---:|---:|---:|---|---|---|---|")
     failed = False
     for method in METHODS:
-        runs = {True: [], False: []}
         try:
             gap = forward_gap(loaded, prepared, method, args)
             if not gap <= 1e-4:
                 raise ValueError(f"the two formulations' hidden states differ by {gap:.2e}")
-            for repeat in range(args.repeats):
-                for shared in (False, True) if repeat % 2 == 0 else (True, False):
-                    runs[shared].append(trial(loaded, prepared, method, args, shared))
+            runs = alternating(args.repeats, partial(trial, loaded, prepared, method, args))
         except Exception as exc:  # a failing side fails the benchmark, after the table
             print(f"| {method} | failed: {exc} |")
             failed = True
             continue
-
-        fields = ("train_seconds", "tokens_per_second", "peak_memory_mb", "eval_seconds")
         med = {
-            f: {s: statistics.median(getattr(r, f) for r in runs[s]) for s in runs} for f in fields
+            f: {
+                side: statistics.median(getattr(r, f) for r in results)
+                for side, results in runs.items()
+            }
+            for f in ("train_seconds", *REPORTED)
         }
-        loss = {s: runs[s][0].metrics["val_loss"] for s in runs}
-        se = math.hypot(*(runs[s][0].metrics["val_loss_se"] for s in runs))
-        same = abs(loss[True] - loss[False]) <= se
-        apart = abs(loss[True] - loss[False]) / se if se else 0.0
+        losses, same = val_loss_agreement(runs)
         failed |= not same
         seconds = med["train_seconds"]
-        print(
-            f"| {method} | {seconds[False]:.2f} | {seconds[True]:.2f} | "
-            f"{seconds[False] / seconds[True]:.2f}x | "
-            + " | ".join(f"{med[f][False]:.0f} -> {med[f][True]:.0f}" for f in fields[1:3])
-            + f" | {med['eval_seconds'][False]:.1f} -> {med['eval_seconds'][True]:.1f} | "
-            f"{loss[False]:.4f}, {loss[True]:.4f} "
-            f"({apart:.1f} se{'' if same else ', DIFFER'}) |",
-            flush=True,
-        )
-    VirtualTokenAdapter.__call__ = SHARED
+        cells = [
+            method,
+            f"{seconds[False]:.2f}",
+            f"{seconds[True]:.2f}",
+            f"{seconds[False] / seconds[True]:.2f}x",
+            *(f"{med[f][False]:.{d}f} -> {med[f][True]:.{d}f}" for f, d in REPORTED.items()),
+            losses,
+        ]
+        print(f"| {' | '.join(cells)} |", flush=True)
+    VirtualTokenAdapter.__init__ = PRODUCT_INIT
     sys.exit(1 if failed else 0)
 
 

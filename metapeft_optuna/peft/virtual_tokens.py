@@ -6,13 +6,13 @@ from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx_lm.models.base import create_causal_mask
 from mlx_lm.models.cache import KVCache, make_prompt_cache
 from optuna.distributions import IntDistribution
 
 from ..errors import AdapterCreationError
 from . import model_access
 from .base import BaseAdapter
+from .prefix_cache import PrefixCache
 from .search import ParamSpec
 
 # The search parameter the three virtual-token methods share (their own packages
@@ -20,58 +20,26 @@ from .search import ParamSpec
 NUM_VIRTUAL_TOKENS = ParamSpec("num_virtual_tokens", IntDistribution(4, 32, log=True))
 
 
-class SharedVirtualTokens:
-    """One layer's KV cache that holds the virtual tokens' keys and values once for a
-    whole batch.
+class _KeysAndValues:
+    """One layer's cache for the virtual tokens' own pass (rotary positions from 0): it
+    keeps the keys and values attention computed."""
 
-    The first call (the virtual tokens' own pass, batch 1, rotary positions from 0)
-    keeps its keys and values; every later call gets them prepended, with ``offset``
-    the number of virtual tokens, as a prefix (the way
-    :class:`~metapeft_optuna.peft.prefix_tuning.PrefixCache` serves prefix tuning).
-    The result equals running the virtual tokens in front of each example.
-
-    Example:
-        >>> cache = SharedVirtualTokens()
-        >>> _ = cache.update_and_fetch(mx.ones((1, 2, 3, 4)), mx.ones((1, 2, 3, 4)))
-        >>> keys, _ = cache.update_and_fetch(mx.ones((5, 2, 7, 4)), mx.ones((5, 2, 7, 4)))
-        >>> keys.shape, cache.offset
-        ((5, 2, 10, 4), 3)
-    """
-
-    def __init__(self):
-        self.offset = 0
-        self.keys: mx.array | None = None
-        self.values: mx.array | None = None
+    offset = 0
 
     def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
-        if self.keys is None:
-            self.keys, self.values, self.offset = keys, values, keys.shape[2]
-            return keys, values
-        batch = keys.shape[0]
-        prefix_keys = mx.broadcast_to(self.keys, (batch, *self.keys.shape[1:]))
-        prefix_values = mx.broadcast_to(self.values, (batch, *self.values.shape[1:]))
-        return (
-            mx.concatenate([prefix_keys, keys], axis=2),
-            mx.concatenate([prefix_values, values], axis=2),
-        )
-
-    def make_mask(self, N: int, return_array: bool = False, window_size: int | None = None):  # noqa: N803
-        # "causal" in MLX aligns the diagonal to the last key: each token sees the
-        # virtual tokens and the tokens up to itself.
-        if return_array or window_size is not None:
-            return create_causal_mask(N, self.offset, window_size=window_size)
-        return "causal" if N > 1 else None
+        self.keys, self.values = keys, values
+        return keys, values
 
 
 class VirtualTokenAdapter(BaseAdapter):
     """Base of prompt tuning and P-tuning: ``virtual_tokens()`` go before the input.
 
     In training and scoring (no cache), the virtual tokens' keys and values are
-    computed once per batch and every example attends to them
-    (:class:`SharedVirtualTokens`); on the first call of a decode (empty cache) the
-    virtual token embeddings are concatenated in front of the input embeddings. Either
-    way the returned hidden states hold the inputs' positions only, so the loss never
-    sees the virtual ones.
+    computed once per batch and every example attends to them as a prefix
+    (:class:`~metapeft_optuna.peft.prefix_cache.PrefixCache`); on the first call of a
+    decode (empty cache) the virtual token embeddings are concatenated in front of the
+    input embeddings. Either way the returned hidden states hold the inputs' positions
+    only, so the loss never sees the virtual ones.
 
     Example:
         >>> from metapeft_optuna.models import load_model
@@ -111,9 +79,10 @@ class VirtualTokenAdapter(BaseAdapter):
             # attention they see only each other and their keys and values are the same
             # for every example. One batch-1 pass computes them; the batch attends to
             # them as a prefix instead of running them once per example.
-            cache = [SharedVirtualTokens() for _ in self.base.layers]
+            own = [_KeysAndValues() for _ in self.base.layers]
             virtual = self.virtual_tokens().astype(embeddings.dtype)[None]
-            model_access.hidden_states(self.base, None, cache, virtual)
+            model_access.hidden_states(self.base, None, own, virtual)
+            cache = [PrefixCache(layer.keys[0], layer.values[0]) for layer in own]
             return model_access.hidden_states(self.base, None, cache, embeddings)
         prefill = cache is None or cache[0].offset == 0
         if not prefill or self.num_virtual_tokens == 0:

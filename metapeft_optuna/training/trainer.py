@@ -260,7 +260,7 @@ def _train_and_score(
     if frozen is not None:  # timings of trials before this reuse (2026-11-30) lack it
         extra["frozen_blocks_reused"] = blocks
     if isinstance(adapter, VirtualTokenAdapter) and adapter.shares_virtual_tokens:
-        # Computed once per batch since 2026-11-30 (SharedVirtualTokens); earlier trials
+        # Computed once per batch since 2026-11-30 (VirtualTokenAdapter); earlier trials
         # ran them per example, so their time and memory lack this mark.
         extra["virtual_tokens_shared"] = adapter.num_virtual_tokens
     return TrialResult(

@@ -10,9 +10,9 @@ import mlx.nn as nn
 from .. import model_access
 from ..base import BaseAdapter
 from ..method import PEFTMethod
+from ..prefix_cache import PrefixCache
 from ..registry import register_adapter
 from ..virtual_tokens import embedding_std, vocabulary_embeddings
-from .cache import PrefixCache
 from .config import PrefixTuningConfig
 
 

@@ -12,7 +12,9 @@ class PrefixCache:
     mlx-lm's attention calls ``cache.update_and_fetch(keys, values)`` and rotates the
     queries by ``cache.offset``; returning ``[prefix; keys]`` with ``offset = P`` gives
     exactly prefix tuning (the prefix keys are used as stored, un-rotated, as in HF peft).
-    Nothing is stored, so one instance serves every training step.
+    Nothing is stored, so one instance serves every training step. Prompt tuning and
+    P-tuning pass their virtual tokens' keys and values this way too, computed once per
+    batch (:class:`~metapeft_optuna.peft.virtual_tokens.VirtualTokenAdapter`).
 
     Args:
         keys: ``(num_kv_heads, P, head_dim)`` prefix keys (grouped-query attention: one
