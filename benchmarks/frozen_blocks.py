@@ -68,14 +68,16 @@ def alternating(repeats: int, run: Callable[[bool], Any]) -> dict[bool, list]:
 
 
 def val_loss_agreement(runs: dict[bool, list]) -> tuple[str, bool]:
-    """The first runs' test val_loss (baseline, product) as a table cell that says how
-    many standard errors apart they are, and whether they agree within one."""
+    """The first runs' test val_loss (baseline, product) as a table cell with the
+    standard error of their difference and how many of it they are apart, and whether
+    they agree within one."""
     loss = {side: results[0].metrics["val_loss"] for side, results in runs.items()}
     se = math.hypot(*(results[0].metrics["val_loss_se"] for results in runs.values()))
     gap = abs(loss[True] - loss[False])
     same = gap <= se
     apart = gap / se if se else 0.0
-    cell = f"{loss[False]:.4f}, {loss[True]:.4f} ({apart:.1f} se{'' if same else ', DIFFER'})"
+    differ = "" if same else ", DIFFER"
+    cell = f"{loss[False]:.4f}, {loss[True]:.4f} (se {se:.4f}: {apart:.1f} se apart{differ})"
     return cell, same
 
 
