@@ -84,11 +84,11 @@ class StopAtTrials:
 def retry_interrupted(study: optuna.Study) -> None:
     """Enqueue once the configuration of every interrupted trial not yet retried (a dead
     worker's trial is retried by the storage's heartbeat callback)."""
-    from optuna.storages import RetryFailedTrialCallback
+    from ..meta.storages import RETRY
 
     trials = study.get_trials(deepcopy=False)
-    retried = {RetryFailedTrialCallback.retried_trial_number(t) for t in trials}
-    retry = RetryFailedTrialCallback(max_retry=1)
+    retried = {RETRY.retried_trial_number(t) for t in trials}
+    retry = RETRY(max_retry=1)
     for trial in trials:
         if interrupted(trial) and trial.number not in retried:
             retry(study, trial)
