@@ -27,10 +27,10 @@ from metapeft_optuna.meta import ExperienceBuffer, PEFTExperience
 from metapeft_optuna.meta.acquisition import hypervolume
 from metapeft_optuna.meta.features import target_columns, target_vector
 from metapeft_optuna.pruners import MetaPEFTPruner
-from metapeft_optuna.training import PEFTSearchSpace
 
 import numpy as np
 import optuna
+from build_meta_dataset import build_space
 from compare_samplers import REFERENCE, TaskScale, task_objectives
 from optuna.trial import TrialState
 
@@ -89,8 +89,8 @@ def replay(
     if multi:
         study.set_metric_names(list(objectives))
     curve_key = schema.OBJECTIVE_SPECS[objectives[0]].curve_key
-    space = PEFTSearchSpace()
-    distributions = space.distributions()
+    # The v2 build's space (10-200 steps) holds both meta-datasets' recorded values.
+    distributions = build_space().distributions()
     used = possible = 0
     finished = []
     for e in trials:
