@@ -212,6 +212,32 @@ def test_trials_is_the_studys_total(tune_args, tmp_path, capsys):
     assert len(study.trials) == 3
 
 
+def test_a_worker_stops_when_the_running_trials_complete_the_total():
+    """With 3 trials ended and another worker's trial running, a total of 4 is reached:
+    the worker that just finished starts no fifth (parallel workers used to overshoot).
+    A trial left running from before the run (a killed worker's) does not count."""
+    from metapeft_optuna.cli.resume import StopAtTrials
+
+    study = optuna.create_study()
+    for value in (1.0, 2.0, 3.0):
+        study.add_trial(optuna.create_trial(value=value))
+    stale = study.ask()  # running since before this worker started
+    time.sleep(0.01)
+    stop = StopAtTrials(4)
+    stopped = []
+    study.stop = lambda: stopped.append(True)
+    stop(study, study.trials[0])
+    assert stopped == []
+    running = study.ask()  # another worker's, started during the run
+    stop(study, study.trials[0])
+    assert stopped == [True]
+    for trial in (stale, running):  # cut short: not counted
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    stopped.clear()
+    stop(study, study.trials[0])
+    assert stopped == []
+
+
 def test_journal_file_storage_and_storage_errors(tune_args, tmp_path, capsys):
     """A journal file is a storage like a database (tune, resume, export), and a storage
     that is neither fails in one line before the model loads."""

@@ -8,6 +8,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from .. import schema
@@ -70,14 +71,23 @@ def counted_trials(study: optuna.Study) -> int:
 
 
 class StopAtTrials:
-    """Stop the study once :func:`counted_trials` reaches ``total`` (parallel workers stop
-    together; Optuna's ``MaxTrialsCallback`` would count trials cut short too)."""
+    """Stop a worker once :func:`counted_trials` plus the trials other workers started
+    during its run reach ``total``, so parallel workers end at the total instead of each
+    finishing one more (Optuna's ``MaxTrialsCallback`` would also count trials cut short).
+    Trials left running from before the run do not count: they may be a killed worker's,
+    not yet failed by the heartbeat. Two workers finishing in the same instant may still
+    both start one more."""
 
     def __init__(self, total: int):
         self.total = total
+        self.since = datetime.now()  # Optuna stamps trials with local naive times
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if counted_trials(study) >= self.total:
+        from optuna.trial import TrialState
+
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        others = sum(t.datetime_start >= self.since for t in running if t.datetime_start)
+        if counted_trials(study) + others >= self.total:
             study.stop()
 
 

@@ -214,7 +214,7 @@ def optimize(args: argparse.Namespace, objective, storage, study_name: str, arti
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # --trials is the study's total, so a resumed run adds what is missing and parallel
-    # workers stop together (each may finish the trial it is running beyond it).
+    # workers stop together at it (StopAtTrials counts the trials they are running).
     objective.check_study(study)
     with warnings.catch_warnings():  # experimental API
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
