@@ -48,7 +48,8 @@ STUDY = "faults"
 PNG_END = b"IEND\xaeB`\x82"
 
 
-def tune_command(work: Path, trials: int) -> list[str]:
+def tune_command(storage: str, trials: int, study: str = STUDY, *extra: str) -> list[str]:
+    """A tiny-model ``metapeft tune`` study on parity@64 (``extra``: more options)."""
     return [
         sys.executable,
         "-c",
@@ -64,9 +65,10 @@ def tune_command(work: Path, trials: int) -> list[str]:
         "16",
         "--quiet",
         "--storage",
-        f"sqlite:///{work / 'study.db'}",
+        storage,
         "--study-name",
-        STUDY,
+        study,
+        *extra,
     ]
 
 
@@ -145,7 +147,9 @@ def run(kills: int, trials: int, max_delay: float, seed: int) -> int:
         if study and counted_trials(study) >= trials - 2:  # kills land in a running study
             trials += 10
         before = {t.number: t.state for t in study.trials} if study else {}
-        proc = subprocess.Popen(tune_command(work, trials), stdout=log, stderr=log)
+        proc = subprocess.Popen(
+            tune_command(f"sqlite:///{work / 'study.db'}", trials), stdout=log, stderr=log
+        )
         runs += 1
         delay = rng.uniform(0.5, max_delay)
         try:
@@ -182,7 +186,9 @@ def run(kills: int, trials: int, max_delay: float, seed: int) -> int:
     time.sleep(wait)
     study = load(work)
     final = max(trials, counted_trials(study) + 3)
-    code = subprocess.run(tune_command(work, final), stdout=log, stderr=log).returncode
+    code = subprocess.run(
+        tune_command(f"sqlite:///{work / 'study.db'}", final), stdout=log, stderr=log
+    ).returncode
     study = load(work)
     end = {t.number: t for t in study.trials}
     lost = [

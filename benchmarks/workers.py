@@ -34,34 +34,14 @@ from metapeft_optuna.cli.resume import cut_short
 from metapeft_optuna.meta.storages import open_storage
 
 import optuna
+from faults import tune_command
 from optuna.trial import TrialState
 
 STUDY = "workers"
 
 
 def tune(storage: str, trials: int, workers: int) -> list[str]:
-    return [
-        sys.executable,
-        "-c",
-        "import sys; from metapeft_optuna.cli import main; sys.exit(main())",
-        "tune",
-        "--task",
-        "parity@64",
-        "--model",
-        "tiny",
-        "--trials",
-        str(trials),
-        "--workers",
-        str(workers),
-        "--eval-examples",
-        "16",
-        "--no-artifacts",
-        "--quiet",
-        "--storage",
-        storage,
-        "--study-name",
-        STUDY,
-    ]
+    return tune_command(storage, trials, STUDY, "--workers", str(workers), "--no-artifacts")
 
 
 def configuration(trial: optuna.trial.FrozenTrial) -> tuple:
