@@ -39,7 +39,7 @@ def main() -> None:
     print(
         "| held-out task | trials | quality | Spearman | task-agnostic | after "
         f"{args.shots} shots | agnostic after {args.shots} | memory | time | selected "
-        "(runner-up) | best | majority |"
+        "(runner-up) | best (tied within noise) | majority |"
     )
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|")
     for t in report.tasks:
@@ -48,7 +48,8 @@ def main() -> None:
             f"{t.spearman_agnostic:.3f} | {t.spearman_adapted:.3f} | "
             f"{t.spearman_adapted_agnostic:.3f} | {t.spearman_memory:.3f} | "
             f"{t.spearman_time:.3f} | {t.selected_method} ({t.selected_probability:.2f}; "
-            f"{t.second_method}) | {t.best_method or '-'} | {t.majority_method} |"
+            f"{t.second_method}) | {t.best_method or '-'} ({', '.join(t.tied_methods)}) | "
+            f"{t.majority_method} |"
         )
     s = report.summary()
     print(
@@ -65,6 +66,12 @@ def main() -> None:
         f"top-1 {s['selection_top1']:.3f}, top-2 {s['selection_top2']:.3f} (majority-method "
         f"baseline {s['majority_top1']:.3f}, {s['majority_top2']:.3f}); mean calibrated "
         f"confidence in the selected method {s['selected_probability']:.2f}"
+    )
+    print(
+        "counting a method tied with the best within 1.96 standard errors a hit: top-1 "
+        f"{s['selection_top1_within_noise']:.3f}, top-2 {s['selection_top2_within_noise']:.3f}"
+        f" (majority {s['majority_top1_within_noise']:.3f}, "
+        f"{s['majority_top2_within_noise']:.3f})"
     )
     print(f"({time.time() - start:.0f} s)")
     if args.json:

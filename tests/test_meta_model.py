@@ -23,10 +23,11 @@ from metapeft_optuna.meta.acquisition import (
 )
 from metapeft_optuna.meta.features import Standardizer, context_vector, experience_arrays
 from metapeft_optuna.meta.hpo import Observations
-from metapeft_optuna.meta.loto import leave_one_task_out
+from metapeft_optuna.meta.loto import leave_one_task_out, tied_best_methods
 from metapeft_optuna.meta.recommendation import knows_model
 from metapeft_optuna.meta.selection import calibrate_method_selector
 from metapeft_optuna.peft import PEFTMethod
+from metapeft_optuna.tasks import TaskCharacteristics
 from metapeft_optuna.training.objective import PEFTObjective
 from metapeft_optuna.training.results import TrainingBudget
 from metapeft_optuna.training.search_space import ParamSpec, PEFTSearchSpace, default_specs
@@ -438,7 +439,36 @@ def test_leave_one_task_out_runs_on_real_tiny_experience(tiny_storage):
     assert summary["tasks_with_a_best_method"] == len(ranked)
     if ranked:
         assert 0 <= summary["selection_top1"] <= 1 and 0 <= summary["majority_top1"] <= 1
+    # The best method is always among those tied with it, so counting ties only adds hits.
+    assert all(t.best_method in t.tied_methods for t in ranked)
+    for name in ("selection_top1", "selection_top2", "majority_top1", "majority_top2"):
+        assert summary[f"{name}_within_noise"] >= summary[name] or not ranked
     assert all(0 < t.selected_probability <= 1 for t in report.tasks)
+
+
+def test_methods_tied_within_noise_with_the_best():
+    """Methods whose best trials differ by less than their noise are all "best"; a
+    val_loss task ranks by minus val_loss; no standard error means exact."""
+    chars = TaskCharacteristics(64, 12, 30, "algorithmic", "classification", 0.4)
+
+    def trial(method, metrics, quality="accuracy"):
+        return PEFTExperience(chars, PEFTMethod(method), {}, metrics, quality_objective=quality)
+
+    noisy = [
+        trial("lora", {"accuracy": 0.70, "accuracy_se": 0.05}),
+        trial("lora", {"accuracy": 0.20, "accuracy_se": 0.04}),
+        trial("dora", {"accuracy": 0.62, "accuracy_se": 0.05}),
+        trial("prompt_tuning", {"accuracy": 0.40, "accuracy_se": 0.05}),
+    ]
+    assert tied_best_methods(noisy) == ("lora", "dora")
+    exact = [trial(m, {"accuracy": a}) for m, a in (("lora", 0.70), ("dora", 0.69))]
+    assert tied_best_methods(exact) == ("lora",)
+    losses = [
+        trial("lora", {"val_loss": 2.0, "val_loss_se": 0.01}, "val_loss"),
+        trial("dora", {"val_loss": 1.5, "val_loss_se": 0.01}, "val_loss"),
+    ]
+    assert tied_best_methods(losses) == ("dora",)
+    assert tied_best_methods([trial("lora", {"accuracy": 0.5})] * 2) == ()
 
 
 # --- method-selector calibration ---------------------------------------------------------------

@@ -12,6 +12,7 @@ from .. import schema
 from ..training.search_space import PEFTSearchSpace
 from .experience import ExperienceBuffer
 from .features import experience_arrays
+from .peft_experience import PEFTExperience
 from .surrogate import PEFTSurrogate, SurrogateConfig
 from .system import MetaPEFTSystem
 
@@ -44,6 +45,8 @@ class HeldOutTask:
     quality: str = "accuracy"  # the quality objective scored
     spearman_memory: float = float("nan")  # zero-shot, task-aware: peak memory
     spearman_time: float = float("nan")  # zero-shot, task-aware: training seconds
+    # Methods whose best trial is within noise of the best method's (tied_best_methods)
+    tied_methods: tuple[str, ...] = ()
 
 
 @dataclass
@@ -85,6 +88,15 @@ class LeaveOneTaskOut:
             "majority_top2": share(
                 lambda t: t.best_method in (t.majority_method, t.majority_second)
             ),
+            # The same, counting any method tied with the best (tied_best_methods) a hit.
+            "selection_top1_within_noise": share(lambda t: t.selected_method in t.tied_methods),
+            "majority_top1_within_noise": share(lambda t: t.majority_method in t.tied_methods),
+            "selection_top2_within_noise": share(
+                lambda t: bool({t.selected_method, t.second_method} & set(t.tied_methods))
+            ),
+            "majority_top2_within_noise": share(
+                lambda t: bool({t.majority_method, t.majority_second} & set(t.tied_methods))
+            ),
             "selected_probability": mean("selected_probability"),
             "spearman_memory": mean("spearman_memory"),
             "spearman_time": mean("spearman_time"),
@@ -92,6 +104,45 @@ class LeaveOneTaskOut:
 
     def to_dict(self) -> dict:
         return {"summary": self.summary(), "tasks": [asdict(t) for t in self.tasks]}
+
+
+def tied_best_methods(trials: list[PEFTExperience], z: float = 1.96) -> tuple[str, ...]:
+    """The methods whose best trial on a task is not measurably worse than the best
+    method's: quality scores less than ``z`` standard errors of their difference apart
+    (``<quality>_se``; a trial without one counts as exact). A single best trial on a few
+    hundred test examples often beats the runner-up method by less than its noise, and
+    calling only it "the best method" would rank trials by noise. Empty when every trial
+    has the same quality.
+
+    Example:
+        >>> from metapeft_optuna.peft import PEFTMethod
+        >>> from metapeft_optuna.tasks import TaskCharacteristics
+        >>> chars = TaskCharacteristics(64, 12, 30, "algorithmic", "classification", 0.4)
+        >>> def trial(method, accuracy):
+        ...     metrics = {"accuracy": accuracy, "accuracy_se": 0.02}
+        ...     return PEFTExperience(chars, PEFTMethod(method), {}, metrics)
+        >>> tied_best_methods([trial("lora", 0.80), trial("dora", 0.78),
+        ...                    trial("prefix_tuning", 0.60)])
+        ('lora', 'dora')
+    """
+    best: dict[str, tuple[float, float]] = {}
+    for e in trials:
+        score = e.quality
+        if score is None:
+            continue
+        name = e.quality_objective or ("accuracy" if e.accuracy is not None else "val_loss")
+        se = e.performance_metrics.get(f"{name}_se") or 0.0
+        method = e.method_used.value
+        if method not in best or score > best[method][0]:
+            best[method] = (score, se)
+    if len({score for score, _ in best.values()}) < 2:
+        return ()
+    top, top_se = max(best.values())
+    return tuple(
+        m
+        for m, (score, se) in sorted(best.items(), key=lambda kv: -kv[1][0])
+        if top - score <= z * float(np.hypot(top_se, se))
+    )
 
 
 def _rho(predicted: np.ndarray, actual: np.ndarray) -> float:
@@ -178,6 +229,7 @@ def leave_one_task_out(
                 quality,
                 rho["peak_memory_mb"],
                 rho["train_seconds"],
+                tied_best_methods(held) if best else (),
             )
         )
     return report
