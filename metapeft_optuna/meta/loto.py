@@ -108,7 +108,7 @@ class LeaveOneTaskOut:
 
 def tied_best_methods(trials: list[PEFTExperience], z: float = 1.96) -> tuple[str, ...]:
     """The methods whose best trial on a task is not measurably worse than the best
-    method's: quality scores less than ``z`` standard errors of their difference apart
+    method's: quality scores at most ``z`` standard errors of their difference apart
     (``<quality>_se``; a trial without one counts as exact). A single best trial on a few
     hundred test examples often beats the runner-up method by less than its noise, and
     calling only it "the best method" would rank trials by noise. Empty when every trial
@@ -130,8 +130,7 @@ def tied_best_methods(trials: list[PEFTExperience], z: float = 1.96) -> tuple[st
         score = e.quality
         if score is None:
             continue
-        name = e.quality_objective or ("accuracy" if e.accuracy is not None else "val_loss")
-        se = e.performance_metrics.get(f"{name}_se") or 0.0
+        se = e.performance_metrics.get(f"{e.quality_metric}_se") or 0.0
         method = e.method_used.value
         if method not in best or score > best[method][0]:
             best[method] = (score, se)
@@ -229,7 +228,7 @@ def leave_one_task_out(
                 quality,
                 rho["peak_memory_mb"],
                 rho["train_seconds"],
-                tied_best_methods(held) if best else (),
+                tied_best_methods(held),
             )
         )
     return report

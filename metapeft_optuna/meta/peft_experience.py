@@ -116,12 +116,17 @@ class PEFTExperience:
 
     @property
     def quality(self) -> float | None:
-        """How well the task was learned, higher is better: the study's quality
-        objective (accuracy, or minus val_loss), else accuracy where measured, else minus
-        val_loss (free-form answers). Comparable within one task only."""
-        name = self.quality_objective or ("accuracy" if self.accuracy is not None else "val_loss")
+        """How well the task was learned, higher is better: :attr:`quality_metric`
+        (accuracy, or minus val_loss). Comparable within one task only."""
+        name = self.quality_metric
         value = self.performance_metrics.get(name)
         return None if value is None else -schema.OBJECTIVE_SPECS[name].sign * value
+
+    @property
+    def quality_metric(self) -> str:
+        """The metric :attr:`quality` reads: the study's quality objective, else accuracy
+        where measured, else val_loss (free-form answers)."""
+        return self.quality_objective or ("accuracy" if self.accuracy is not None else "val_loss")
 
     @property
     def source_key(self) -> str:
