@@ -80,7 +80,7 @@ journal file, then kills a single worker (SIGKILL) once 8 of its study's 20 tria
 ended and runs the same command again. Measured 2026-12-01, alone (exits non-zero when a
 check fails):
 
-| run | trials ended | configurations | wall |
+| what ran | trials ended | configurations | wall |
 |---|---:|---:|---:|
 | SQLite, 4 workers x `--trials 40` | 40 | 40 distinct | 61 s |
 | journal file, 4 workers x `--trials 40` | 40 | 40 distinct | 62 s |

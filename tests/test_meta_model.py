@@ -371,8 +371,21 @@ def test_cold_start_turn_of_methods_starts_at_the_trial_number():
         for number in range(len(optimizer.allowed(None)))
     ]
     assert [p.params["method"] for p in first] == optimizer.allowed(None)
-    later = optimizer.propose(None, None, Observations(params=[first[0].params], metrics=[{}]))[0]
-    assert later.params["method"] == optimizer.allowed(None)[1]
+    later = optimizer.propose(
+        None, None, Observations(params=[first[0].params], metrics=[{}], number=1)
+    )[0]
+    assert later.params == first[1].params
+    # Trial 6 while trial 5's parameters are not visible yet: its own method (tried by
+    # trial 0) gets a random configuration, not the defaults trial 5 is running.
+    seen = [p.params for p in first[:5]]
+    racing = optimizer.propose(
+        None,
+        None,
+        Observations(params=seen, metrics=[{}] * 5, number=6),
+        rng=np.random.default_rng(1),
+    )[0]
+    assert racing.params["method"] == first[0].params["method"]
+    assert racing.params not in [p.params for p in first]
 
 
 def test_standardizer_not_fitted():

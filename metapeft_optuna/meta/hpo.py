@@ -302,17 +302,21 @@ class MetaHyperparameterOptimizer:
         methods: Sequence[str] | None = None,
         start: int = 0,
     ) -> list[Proposal]:
-        """Each allowed method once at its defaults, then random configurations in turn."""
+        """Methods in turn by trial number (``start``): each at its defaults while that
+        method is untried, else a random configuration of it. The turn depends on the
+        number alone because workers starting together may not see each other's
+        parameters yet: choosing among the untried methods instead sent a worker to the
+        defaults another worker was already running."""
         allowed = self.allowed(methods)
-        tried = [p.get("method") for p in used]
-        shift = start % len(allowed)
-        untried = [m for m in allowed[shift:] + allowed[:shift] if m not in tried]
+        tried = {p.get("method") for p in used}
         proposals = []
         for i in range(n):
-            if i < len(untried):
-                params = self.space.defaults(untried[i])
+            method = allowed[(start + i) % len(allowed)]
+            if method in tried:
+                params = self.space.sample(rng, method)
             else:
-                params = self.space.sample(rng, allowed[(i - len(untried)) % len(allowed)])
+                params = self.space.defaults(method)
+                tried.add(method)
             params = self.space.sample_completion(params, rng)
             proposals.append(
                 Proposal(
