@@ -30,12 +30,11 @@ import time
 from pathlib import Path
 
 import metapeft_optuna  # noqa: F401  (preloads BLAS before mlx)
-from metapeft_optuna.cli.resume import cut_short
+from metapeft_optuna.cli.resume import ended_trials
 from metapeft_optuna.meta.storages import open_storage
 
 import optuna
 from faults import tune_command
-from optuna.trial import TrialState
 
 STUDY = "workers"
 
@@ -49,10 +48,8 @@ def configuration(trial: optuna.trial.FrozenTrial) -> tuple:
 
 
 def ended(storage: str) -> list[optuna.trial.FrozenTrial]:
-    """The trials ``--trials`` counts (complete, pruned, failed by their configuration)."""
     study = optuna.load_study(study_name=STUDY, storage=open_storage(storage, create=False))
-    ended = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    return [t for t in study.get_trials(deepcopy=False, states=ended) if not cut_short(t)]
+    return ended_trials(study)
 
 
 def check_workers(storage: str, label: str, trials: int, workers: int, out: Path) -> bool:

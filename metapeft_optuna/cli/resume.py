@@ -61,13 +61,18 @@ def cut_short(trial: FrozenTrial) -> bool:
     return trial.state == TrialState.FAIL and (no_reason or interrupted(trial))
 
 
-def counted_trials(study: optuna.Study) -> int:
+def ended_trials(study: optuna.Study) -> list[FrozenTrial]:
     """The study's trials that ran to an end (complete, pruned, or failed by their
     configuration): what ``--trials`` counts."""
     from optuna.trial import TrialState
 
     ended = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    return sum(not cut_short(t) for t in study.get_trials(deepcopy=False, states=ended))
+    return [t for t in study.get_trials(deepcopy=False, states=ended) if not cut_short(t)]
+
+
+def counted_trials(study: optuna.Study) -> int:
+    """How many :func:`ended_trials` the study has."""
+    return len(ended_trials(study))
 
 
 class StopAtTrials:
