@@ -10,7 +10,12 @@ three objectives), Optuna's MedianPruner and SuccessiveHalvingPruner applied to 
 quality objective alone (their only option, on its learning curve), and an online
 oracle that knows every trial's recorded final values and stops, at its first curve
 point, exactly the trials a finished trial dominates: the most any pruner could save
-without losing hypervolume in the same replay. Run:
+without losing hypervolume in the same replay. Then, for the tasks scored on accuracy,
+how well a trial's first curve point predicts its final accuracy (leave one trial out,
+the task's other trials as references): from the curve's accuracy plus the mean gain of
+the other curves, or from the curve's validation loss through an isotonic fit of the
+others' final accuracy on their loss at the same fraction (what MetaPEFTPruner does in
+accuracy studies once it has 10 finished trials). Run:
 
     python benchmarks/pruners.py [--experience studies/meta_dataset.jsonl] [--orders 5]
 """
@@ -26,7 +31,8 @@ from metapeft_optuna import schema
 from metapeft_optuna.meta import ExperienceBuffer, PEFTExperience
 from metapeft_optuna.meta.acquisition import hypervolume
 from metapeft_optuna.meta.features import target_columns, target_vector
-from metapeft_optuna.pruners import MetaPEFTPruner
+from metapeft_optuna.pruners import MetaPEFTPruner, metric_at
+from metapeft_optuna.pruners._prediction import Reference, accuracies_from_val_loss
 
 import numpy as np
 import optuna
@@ -124,6 +130,25 @@ def replay(
     return used, possible, finished
 
 
+def first_point_errors(trials: list[PEFTExperience]) -> tuple[list[float], list[float]]:
+    """Errors of the mean final accuracy predicted at each trial's first curve point,
+    the task's other trials as references: from the point's accuracy (plus the others'
+    mean gain) and from its validation loss (the pruner's accuracy studies)."""
+    references = [
+        Reference(e.learning_curve, int(e.hyperparameters["steps"]), None, e.accuracy, None)
+        for e in trials
+    ]
+    by_gain, by_loss = [], []
+    for i, (e, mine) in enumerate(zip(trials, references)):
+        first, fraction = e.learning_curve[0], e.learning_curve[0]["step"] / mine.total
+        others = references[:i] + references[i + 1 :]
+        gains = [r.final - metric_at(r.curve, r.total, fraction) for r in others]
+        by_gain.append(first["val_metric"] + float(np.mean(gains)) - mine.final)
+        predicted = accuracies_from_val_loss(others, fraction, first["val_loss"])
+        by_loss.append(float(predicted.mean()) - mine.final)
+    return by_gain, by_loss
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experience", nargs="+", default=["studies/meta_dataset.jsonl"])
@@ -168,6 +193,27 @@ def main() -> None:
             f"| {label} | {objectives} | {saved:.1%} | {np.mean(r['hv_loss']):.2%} | "
             f"{np.max(r['hv_loss']):.2%} |"
         )
+    scored = [
+        g
+        for g in groups.values()
+        if len(g) >= 5
+        and task_objectives(g)[0] == "accuracy"
+        and all(p.get("val_loss") is not None for e in g for p in e.learning_curve)
+    ]
+    if scored:
+        errors = [first_point_errors(g) for g in scored]
+        count = sum(len(g) for g in scored)
+        print(
+            f"\nFinal accuracy predicted at the first curve point ({count} trials of "
+            f"{len(scored)} accuracy tasks, each left out of its task's references):"
+        )
+        print("\n| predicted from | RMSE ± standard error |\n|---|---:|")
+        for label, part in (("accuracy + the others' mean gain", 0), ("val_loss, isotonic", 1)):
+            squares = np.square([x for e in errors for x in e[part]])
+            rmse = math.sqrt(squares.mean())
+            # Delta method: se(sqrt(m)) = se(m) / (2 sqrt(m)).
+            se = squares.std(ddof=1) / math.sqrt(len(squares)) / (2 * rmse) if rmse else 0.0
+            print(f"| {label} | {rmse:.3f} ± {se:.3f} |")
 
 
 if __name__ == "__main__":

@@ -237,6 +237,39 @@ def test_judges_a_curve_by_runs_of_its_own_method():
     assert not should_prune(first_point("prompt_tuning"))
 
 
+def test_accuracy_is_predicted_from_the_validation_loss_once_the_study_has_enough_runs():
+    """Every run here scores 0.5 on the validation examples at its first curve point
+    (accuracy on a few dozen examples is noise-bound), but its loss there already ranks
+    where it ends; ten finished runs are enough to read that."""
+    study = optuna.create_study(
+        directions=["maximize", "minimize", "minimize"], pruner=MetaPEFTPruner(use_prior=False)
+    )
+
+    def predicted(first_loss):
+        trial = study.ask(DISTRIBUTIONS | {"steps": IntDistribution(30, 30)})
+        report(trial, curve([0.5])[0] | {"val_loss": first_loss})
+        frozen = study._storage.get_trial(trial._trial_id)
+        return study.pruner.predict_final_quality(study, frozen)[0]
+
+    finals = [0.3 + 0.06 * i for i in range(10)]
+    for final in finals:
+        points = curve([0.5, final, final, final], seconds_per_step=0.5)
+        points[0]["val_loss"] = 2.0 - final
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"method": "lora", "steps": 30},
+                distributions=DISTRIBUTIONS,
+                values=[final, 500.0, 15.0],
+                user_attrs={schema.TRIAL_CURVE: points},
+            )
+        )
+        if len(study.trials) == 9:
+            # Nine runs: the curve's accuracy plus their mean gain, whatever the loss.
+            assert predicted(1.15) == pytest.approx(predicted(1.65)) == pytest.approx(0.54)
+    assert predicted(1.2) == pytest.approx(0.8)  # 2 - loss, as the finished runs
+    assert predicted(1.62) == pytest.approx(0.38)
+
+
 def test_first_point_time_is_scaled_like_comparable_runs():
     """The first curve point also paid for compilation: extrapolating it linearly would
     overestimate the time; the finished runs show by how much."""
@@ -264,3 +297,5 @@ def test_metric_interpolation_and_bad_threshold():
         MetaPEFTPruner(threshold=1.5)
     with pytest.raises(ValueError, match="noise_floor=0"):
         MetaPEFTPruner(noise_floor=0)
+    with pytest.raises(ValueError, match="min_loss_references=1"):
+        MetaPEFTPruner(min_loss_references=1)
