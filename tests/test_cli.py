@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
+from metapeft_optuna import meta
 from metapeft_optuna.cli import main
-from metapeft_optuna.meta import ExperienceBuffer, MetaPEFTSystem
+from metapeft_optuna.meta import ExperienceBuffer, MetaPEFTSystem, SurrogateConfig
 
 import optuna
 import pytest
@@ -32,6 +34,16 @@ def tune_args(tmp_path):
     ]
 
 
+@pytest.fixture
+def small_prior_training(monkeypatch):
+    """`metapeft prior train` with a small surrogate: these tests check what it trains on
+    and where it saves, not how well it learns (tests/test_meta_model.py does)."""
+    config = SurrogateConfig(members=2, joint_steps=150, reptile_iterations=5)
+    monkeypatch.setattr(
+        meta, "MetaPEFTSystem", functools.partial(MetaPEFTSystem, surrogate_config=config)
+    )
+
+
 @pytest.mark.parametrize("sampler", ["meta", "tpe", "random"])
 def test_tune_prints_the_front_plot_and_dashboard_command(
     tune_args, tmp_path, capsys, sampler, monkeypatch
@@ -50,7 +62,7 @@ def test_tune_prints_the_front_plot_and_dashboard_command(
     assert len(study.trials) == 3
 
 
-def test_prior_train_show_and_recommend(tmp_path, capsys, monkeypatch):
+def test_prior_train_show_and_recommend(tmp_path, capsys, monkeypatch, small_prior_training):
     experience = tmp_path / "exp.jsonl"
     ExperienceBuffer(synthetic_experiences(per_task=12)).export_jsonl(experience)
     assert (
@@ -76,7 +88,7 @@ def test_prior_train_show_and_recommend(tmp_path, capsys, monkeypatch):
 
 
 def test_prior_train_folds_a_users_storage_into_the_prior_and_uses_it(
-    tmp_path, tune_args, monkeypatch, capsys
+    tmp_path, tune_args, monkeypatch, capsys, small_prior_training
 ):
     """Without --out the new prior is the user's, and it becomes the default prior; it
     holds the earlier prior's experience plus the user's study."""
