@@ -175,7 +175,7 @@ def main() -> None:
                 r["hv_loss"].append((full_hv - kept) / full_hv if full_hv > 0 else 0.0)
         print(f"{trials[0].task_name}: {len(trials)} trials replayed x {args.orders}", flush=True)
     print(
-        "\n| pruner | objectives used | training steps saved | normalised HV lost (mean) "
+        "\n| pruner | objectives used | training steps saved | normalised HV lost (mean ± se) "
         "| HV lost (worst task-order) |"
     )
     print("|---|---|---:|---:|---:|")
@@ -190,7 +190,8 @@ def main() -> None:
         saved = 1 - r["used"] / r["possible"] if r["possible"] else math.nan
         label, objectives = labels[name]
         print(
-            f"| {label} | {objectives} | {saved:.1%} | {np.mean(r['hv_loss']):.2%} | "
+            f"| {label} | {objectives} | {saved:.1%} | {np.mean(r['hv_loss']):.2%} ± "
+            f"{np.std(r['hv_loss'], ddof=1) / math.sqrt(len(r['hv_loss'])):.2%} | "
             f"{np.max(r['hv_loss']):.2%} |"
         )
     scored = [
