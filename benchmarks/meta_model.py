@@ -4,8 +4,9 @@ For each source task the meta-model is trained on the other tasks only. Printed 
 Spearman correlation between predicted and actual quality (the task's quality objective,
 accuracy or val_loss; zero-shot, and after adapting on the task's first few trials), the
 same for a task-agnostic surrogate (task features zeroed), zero-shot Spearman for peak
-memory and training time, and the method selector's first two choices against the task's
-best method, next to the majority-method baseline. Run:
+memory and training time, and the first two methods of the method selector and of what a
+recommendation follows (selector x surrogate) against the task's best method, next to the
+majority-method baseline. Run:
 
     python benchmarks/meta_model.py [--experience studies/meta_dataset.jsonl] [--shots 5]
 """
@@ -39,16 +40,17 @@ def main() -> None:
     print(
         "| held-out task | trials | quality | Spearman | task-agnostic | after "
         f"{args.shots} shots | agnostic after {args.shots} | memory | time | selected "
-        "(runner-up) | best (tied within noise) | majority |"
+        "(runner-up) | recommended (runner-up) | best (tied within noise) | majority |"
     )
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|---|")
     for t in report.tasks:
         print(
             f"| {t.task} | {t.trials} | {t.quality} | {t.spearman:.3f} | "
             f"{t.spearman_agnostic:.3f} | {t.spearman_adapted:.3f} | "
             f"{t.spearman_adapted_agnostic:.3f} | {t.spearman_memory:.3f} | "
             f"{t.spearman_time:.3f} | {t.selected_method} ({t.selected_probability:.2f}; "
-            f"{t.second_method}) | {t.best_method or '-'} ({', '.join(t.tied_methods)}) | "
+            f"{t.second_method}) | {t.recommended_method} ({t.recommended_second}) | "
+            f"{t.best_method or '-'} ({', '.join(t.tied_methods)}) | "
             f"{t.majority_method} |"
         )
     s = report.summary()
@@ -72,6 +74,12 @@ def main() -> None:
         f"{s['selection_top1_within_noise']:.3f}, top-2 {s['selection_top2_within_noise']:.3f}"
         f" (majority {s['majority_top1_within_noise']:.3f}, "
         f"{s['majority_top2_within_noise']:.3f})"
+    )
+    print(
+        "what a recommendation follows (selector x surrogate): top-1 "
+        f"{s['recommendation_top1']:.3f}, top-2 {s['recommendation_top2']:.3f}; within noise "
+        f"{s['recommendation_top1_within_noise']:.3f}, "
+        f"{s['recommendation_top2_within_noise']:.3f}"
     )
     print(f"({time.time() - start:.0f} s)")
     if args.json:

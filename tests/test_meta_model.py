@@ -402,6 +402,9 @@ def test_leave_one_task_out_on_structured_experience(experiences):
     assert summary["spearman"] > summary["spearman_agnostic"] + 0.1
     assert summary["selection_top1"] >= summary["majority_top1"]
     assert summary["selection_top2"] >= summary["selection_top1"]
+    # What a recommendation follows (selector x surrogate) knows the task too.
+    assert summary["recommendation_top1"] >= summary["majority_top1"]
+    assert summary["recommendation_top2"] >= summary["recommendation_top1"]
     assert summary["majority_top2"] >= summary["majority_top1"]
     assert summary["spearman_memory"] > 0.5 and summary["spearman_time"] > 0.5
 
@@ -456,8 +459,10 @@ def test_leave_one_task_out_runs_on_real_tiny_experience(tiny_storage):
         assert 0 <= summary["selection_top1"] <= 1 and 0 <= summary["majority_top1"] <= 1
     # The best method is always among those tied with it, so counting ties only adds hits.
     assert all(t.best_method in t.tied_methods for t in ranked)
-    for name in ("selection_top1", "selection_top2", "majority_top1", "majority_top2"):
-        assert summary[f"{name}_within_noise"] >= summary[name] or not ranked
+    assert all(t.recommended_method != t.recommended_second for t in report.tasks)
+    for kind in ("selection", "majority", "recommendation"):
+        for name in (f"{kind}_top1", f"{kind}_top2"):
+            assert summary[f"{name}_within_noise"] >= summary[name] or not ranked
     assert all(0 < t.selected_probability <= 1 for t in report.tasks)
 
 

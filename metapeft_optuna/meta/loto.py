@@ -13,6 +13,7 @@ from ..training.search_space import PEFTSearchSpace
 from .experience import ExperienceBuffer
 from .features import experience_arrays
 from .peft_experience import PEFTExperience
+from .recommendation import method_vote
 from .surrogate import PEFTSurrogate, SurrogateConfig
 from .system import MetaPEFTSystem
 
@@ -47,6 +48,9 @@ class HeldOutTask:
     spearman_time: float = float("nan")  # zero-shot, task-aware: training seconds
     # Methods whose best trial is within noise of the best method's (tied_best_methods)
     tied_methods: tuple[str, ...] = ()
+    # What a recommendation follows: selector x surrogate (recommendation.method_vote)
+    recommended_method: str = ""
+    recommended_second: str = ""
 
 
 @dataclass
@@ -69,10 +73,6 @@ class LeaveOneTaskOut:
             return float(np.mean(values)) if values else float("nan")
 
         ranked = [t for t in self.tasks if t.best_method]
-
-        def share(hit) -> float:
-            return sum(map(hit, ranked)) / len(ranked) if ranked else float("nan")
-
         return {
             "tasks": len(self.tasks),
             "tasks_with_a_best_method": len(ranked),
@@ -80,23 +80,9 @@ class LeaveOneTaskOut:
             "spearman_agnostic": mean("spearman_agnostic"),
             "spearman_adapted": mean("spearman_adapted"),
             "spearman_adapted_agnostic": mean("spearman_adapted_agnostic"),
-            "selection_top1": share(lambda t: t.selected_method == t.best_method),
-            "majority_top1": share(lambda t: t.majority_method == t.best_method),
-            "selection_top2": share(
-                lambda t: t.best_method in (t.selected_method, t.second_method)
-            ),
-            "majority_top2": share(
-                lambda t: t.best_method in (t.majority_method, t.majority_second)
-            ),
-            # The same, counting any method tied with the best (tied_best_methods) a hit.
-            "selection_top1_within_noise": share(lambda t: t.selected_method in t.tied_methods),
-            "majority_top1_within_noise": share(lambda t: t.majority_method in t.tied_methods),
-            "selection_top2_within_noise": share(
-                lambda t: bool({t.selected_method, t.second_method} & set(t.tied_methods))
-            ),
-            "majority_top2_within_noise": share(
-                lambda t: bool({t.majority_method, t.majority_second} & set(t.tied_methods))
-            ),
+            **method_shares(ranked, "selection", "selected_method", "second_method"),
+            **method_shares(ranked, "majority", "majority_method", "majority_second"),
+            **method_shares(ranked, "recommendation", "recommended_method", "recommended_second"),
             "selected_probability": mean("selected_probability"),
             "spearman_memory": mean("spearman_memory"),
             "spearman_time": mean("spearman_time"),
@@ -104,6 +90,25 @@ class LeaveOneTaskOut:
 
     def to_dict(self) -> dict:
         return {"summary": self.summary(), "tasks": [asdict(t) for t in self.tasks]}
+
+
+def method_shares(tasks: list[HeldOutTask], name: str, first: str, second: str) -> dict[str, float]:
+    """Shares of ``tasks`` whose best method is the ``first`` pick (``{name}_top1``) or one
+    of the first two (``{name}_top2``); ``..._within_noise``: counting any method tied
+    with the best (:func:`tied_best_methods`) a hit. NaN without tasks."""
+
+    def share(hit) -> float:
+        return sum(map(hit, tasks)) / len(tasks) if tasks else float("nan")
+
+    def picks(t: HeldOutTask) -> tuple[str, str]:
+        return getattr(t, first), getattr(t, second)
+
+    return {
+        f"{name}_top1": share(lambda t: picks(t)[0] == t.best_method),
+        f"{name}_top2": share(lambda t: t.best_method in picks(t)),
+        f"{name}_top1_within_noise": share(lambda t: picks(t)[0] in t.tied_methods),
+        f"{name}_top2_within_noise": share(lambda t: bool(set(picks(t)) & set(t.tied_methods))),
+    }
 
 
 def tied_best_methods(trials: list[PEFTExperience], z: float = 1.96) -> tuple[str, ...]:
@@ -208,6 +213,9 @@ def leave_one_task_out(
                 rho[label + "_adapted"] = _rho(mean[:, column], actual[shots:])
         probabilities = system.method_probabilities(contexts[0])
         ranking = [system.methods[i] for i in np.argsort(-probabilities)]
+        voted = quality if system.surrogate.known_targets_[column] else "accuracy"
+        *_, combined = method_vote(system, contexts[0], np.random.default_rng(0), voted)
+        recommended = [system.methods[i] for i in np.argsort(-combined)]
         best = max(held, key=lambda e: e.quality).method_used.value if np.ptp(actual) else ""
         common = Counter(s["best_method"] for s in system.task_summaries_).most_common(2)
         majority, majority_second = common[0][0], common[1][0] if len(common) > 1 else ""
@@ -229,6 +237,8 @@ def leave_one_task_out(
                 rho["peak_memory_mb"],
                 rho["train_seconds"],
                 tied_best_methods(held),
+                recommended[0],
+                recommended[1] if len(recommended) > 1 else "",
             )
         )
     return report

@@ -154,22 +154,11 @@ def recommend(
             dict.fromkeys(system.methods, uniform),
             [],
         )
-    selector = system.method_probabilities(context)
     quality = schema.quality_objective(objectives) or "accuracy"
-    column = schema.METRICS.index(quality)
-    if not system.surrogate.known_targets_[column]:
-        quality, column = "accuracy", schema.METRICS.index("accuracy")
+    if not system.surrogate.known_targets_[schema.METRICS.index(quality)]:
+        quality = "accuracy"
         objectives = tuple(quality if o in schema.QUALITY_METRICS else o for o in objectives)
-    best = best_per_method(system, context, rng, quality)
-    # Probability each method's best configuration has the top quality, from the
-    # surrogate's predictive distribution, combined with the selector's opinion.
-    sign = -schema.OBJECTIVE_SPECS[quality].sign  # higher is better
-    means = np.array([sign * best[m].mean[column] for m in system.methods])
-    stds = np.array([best[m].std[column] for m in system.methods])
-    draws = rng.normal(means, stds, size=(2000, len(system.methods)))
-    surrogate_p = np.bincount(draws.argmax(axis=1), minlength=len(system.methods)) / 2000
-    combined = selector * (surrogate_p + 1e-3)
-    combined /= combined.sum()
+    best, selector, surrogate_p, combined = method_vote(system, context, rng, quality)
     likeliest = system.methods[int(np.argmax(combined))]
     proposal = best[likeliest]
     if len(objectives) > 1:
@@ -221,6 +210,33 @@ def best_per_method(
             system.surrogate, context, observations, rng=rng, seeds=seeds
         )[0]
     return out
+
+
+def method_vote(
+    system: MetaPEFTSystem, context: np.ndarray, rng: np.random.Generator, quality: str = "accuracy"
+) -> tuple[dict[str, Proposal], np.ndarray, np.ndarray, np.ndarray]:
+    """Which method is likely best on ``quality`` for the task at ``context``.
+
+    Two votes: the method selector's calibrated probabilities, and the probability that
+    each method's best predicted configuration has the top ``quality`` (Monte Carlo over
+    the surrogate's predictive distribution); the product of the two, normalised, is
+    what a recommendation follows.
+
+    Returns:
+        ``(best, selector, surrogate, combined)``: each method's best configuration
+        (:func:`best_per_method`), then three ``(len(system.methods),)`` probability
+        vectors in ``system.methods`` order.
+    """
+    best = best_per_method(system, context, rng, quality)
+    column = schema.METRICS.index(quality)
+    sign = -schema.OBJECTIVE_SPECS[quality].sign  # higher is better
+    means = np.array([sign * best[m].mean[column] for m in system.methods])
+    stds = np.array([best[m].std[column] for m in system.methods])
+    draws = rng.normal(means, stds, size=(2000, len(system.methods)))
+    surrogate = np.bincount(draws.argmax(axis=1), minlength=len(system.methods)) / 2000
+    selector = system.method_probabilities(context)
+    combined = selector * (surrogate + 1e-3)
+    return best, selector, surrogate, combined / combined.sum()
 
 
 def knows_model(buffer: ExperienceBuffer, model_info: dict[str, Any] | None) -> bool:
