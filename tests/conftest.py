@@ -39,6 +39,24 @@ def smollm2():
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _uncompiled_steps():
+    """Compiling a training step costs the tiny model 1-2 s per configuration and saves
+    it nothing (``training.step.compile_enabled``), so tests train it uncompiled; tests
+    marked ``compiled`` and the real model's (``slow``) run the compiled step that
+    ships (:func:`_compiled_where_marked`)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("METAPEFT_COMPILE", "0")
+    yield
+    patch.undo()
+
+
+@pytest.fixture(autouse=True)
+def _compiled_where_marked(request, monkeypatch):
+    if request.node.get_closest_marker("compiled") or request.node.get_closest_marker("slow"):
+        monkeypatch.setenv("METAPEFT_COMPILE", "1")
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _no_user_prior(tmp_path_factory):
     """A developer's own prior (``metapeft prior train`` writes one under the user's data
     directory, used by default) must not change what the tests see."""

@@ -27,6 +27,9 @@ import mlx.nn as nn
 import pytest
 from mlx.utils import tree_flatten
 
+# The anchors run the compiled step that ships (tests/conftest.py).
+pytestmark = pytest.mark.compiled
+
 STEPS = 12
 
 # (id, model, method, config, learning rate, exact trainable parameters on the tiny model)

@@ -31,6 +31,9 @@ import mlx.nn as nn
 import pytest
 from mlx.utils import tree_flatten
 
+# The anchors run the compiled step that ships (tests/conftest.py).
+pytestmark = pytest.mark.compiled
+
 
 def _train(adapter, tokenizer, steps, lr=1e-2):
     examples = encode_task_examples(load_task("parity@64").splits().train, tokenizer)

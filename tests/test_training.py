@@ -65,6 +65,32 @@ def test_fine_tune_is_deterministic_under_a_seed(tiny):
 @pytest.mark.parametrize(
     "method, config",
     [
+        ("lora", LORA),
+        (
+            "adalora",
+            {"learning_rate": 1e-2, "steps": 6, "batch_size": 8, "init_r": 4, "target_r": 2},
+        ),
+    ],
+)
+def test_the_compiled_step_trains_like_the_uncompiled_one(tiny, monkeypatch, method, config):
+    """``METAPEFT_COMPILE`` switches compilation (the suite trains the tiny model
+    uncompiled, tests/conftest.py); both paths compute the same training."""
+    compiled_steps, compile = [], mx.compile
+    monkeypatch.setattr(mx, "compile", lambda f, **kw: compiled_steps.append(f) or compile(f, **kw))
+
+    def curve(setting):
+        monkeypatch.setenv("METAPEFT_COMPILE", setting)
+        result = fine_tune(tiny, "parity@64", method, config, BUDGET)
+        return [(p.train_loss, p.val_loss) for p in result.learning_curve], result.accuracy
+
+    (compiled, accuracy), (uncompiled, same_accuracy) = curve("1"), curve("0")
+    assert np.allclose(compiled, uncompiled, rtol=1e-4) and accuracy == same_accuracy
+    assert len(compiled_steps) == 1  # the first run only
+
+
+@pytest.mark.parametrize(
+    "method, config",
+    [
         ("lora", {"rank": 4, "dropout": 0.1}),
         ("dora", {"rank": 4}),
         ("adalora", {"init_r": 4, "target_r": 2}),
