@@ -26,6 +26,14 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
 
+## OptunaHub's meta_learn_tpe reads TPE internals that Optuna 5 changed: its sampler
+## comparison runs in this environment (docs/benchmarks.md).
+.venv-optuna4/.installed: pyproject.toml
+	$(PYTHON) -m venv .venv-optuna4
+	.venv-optuna4/bin/python -m pip install --quiet --upgrade pip
+	.venv-optuna4/bin/python -m pip install --quiet -e ".[optunahub]" "optuna>=4.9,<5"
+	touch $@
+
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check metapeft_optuna benchmarks tests
 	$(BIN)/ruff format --check metapeft_optuna benchmarks tests
@@ -34,4 +42,4 @@ bench-blas: $(VENV)/.installed
 	$(BIN)/python benchmarks/blas.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-optuna4 .pytest_cache .ruff_cache

@@ -29,8 +29,10 @@ the command runs, then releases it. Each trial records the load average at its s
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -71,7 +73,9 @@ IDLE = "studies/.build_idle"  # present while the build waits on HOLD
 # Reasons of failed trials whose configuration is redone: a trial stopped by the pauses
 # earlier builds used ("paused"), or left running by a killed build.
 PAUSED = "build paused during the trial; timing invalid, configuration redone"
-REDO = (PAUSED, "interrupted build")
+# Given with --contended to finished trials that other work ran beside by mistake.
+CONTENDED = "other work shared the CPU during the trial; timing invalid, configuration redone"
+REDO = (PAUSED, "interrupted build", CONTENDED)
 
 
 def build_space() -> PEFTSearchSpace:
@@ -84,6 +88,21 @@ def build_space() -> PEFTSearchSpace:
         for s in default_specs()
     ]
     return PEFTSearchSpace(specs=specs)
+
+
+def recorded_space(experiences) -> PEFTSearchSpace:
+    """The space the ``experiences`` were recorded in: the product's (v1, the tests' data)
+    when it holds every configuration, else the build's (v2). Benchmarks fit meta-models,
+    oracles and samplers in it: the product's space encodes a v2 run's 200 steps as 9.5
+    of its [0, 1] range, and a sampler confined to 10-30 steps never reaches most of
+    v2's recorded configurations."""
+    for space in (PEFTSearchSpace(), build_space()):
+        if all(space.contains(e.hyperparameters) for e in experiences):
+            return space
+    raise SystemExit(
+        "the experience holds configurations outside both the product's search space and "
+        "the meta-dataset build's (benchmarks/build_meta_dataset.py build_space)"
+    )
 
 
 def task_specs() -> list[str]:
@@ -313,6 +332,34 @@ def report(storage: str) -> str:
     return "\n".join(lines)
 
 
+def mark_contended(storage: str, trial_ids: list[int]) -> None:
+    """Fail finished trials whose timings other work distorted, so the build redoes their
+    configurations. Optuna cannot change a finished trial, so this edits the SQLite
+    storage directly (stop the build first; the values stay in the build log)."""
+    import sqlite3
+
+    if not storage.startswith("sqlite:///"):
+        sys.exit(f"--contended: {storage} is not a SQLite storage URL (sqlite:///PATH)")
+    with sqlite3.connect(storage.removeprefix("sqlite:///")) as db:
+        for trial_id in trial_ids:
+            if (
+                db.execute("SELECT 1 FROM trials WHERE trial_id = ?", (trial_id,)).fetchone()
+                is None
+            ):
+                sys.exit(f"--contended: no trial with trial_id {trial_id} in {storage}")
+            db.execute("UPDATE trials SET state = 'FAIL' WHERE trial_id = ?", (trial_id,))
+            db.execute("DELETE FROM trial_values WHERE trial_id = ?", (trial_id,))
+            db.execute(
+                "DELETE FROM trial_user_attributes WHERE trial_id = ? AND key = ?",
+                (trial_id, schema.TRIAL_FAIL_REASON),
+            )
+            db.execute(
+                "INSERT INTO trial_user_attributes (trial_id, key, value_json) VALUES (?, ?, ?)",
+                (trial_id, schema.TRIAL_FAIL_REASON, json.dumps(CONTENDED)),
+            )
+    print(f"{len(trial_ids)} trials failed as contended; the build redoes them")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--storage", default=STORAGE)
@@ -321,8 +368,19 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--report", action="store_true", help="print progress and cost only")
     parser.add_argument("--export", help="write the experience as JSON Lines to this path")
+    parser.add_argument(
+        "--contended",
+        type=int,
+        nargs="+",
+        metavar="TRIAL_ID",
+        help="fail these finished trials (storage trial_id) for redoing: other work ran "
+        "beside them (stop the build first)",
+    )
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.contended:
+        mark_contended(args.storage, args.contended)
+        return
     if args.export:
         from metapeft_optuna.meta.experience import ExperienceBuffer
 

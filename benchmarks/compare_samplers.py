@@ -4,7 +4,12 @@ Leave-one-task-out: for every target task, the meta-model and the warm-start bas
 only the other tasks of the meta-dataset. Samplers: MetaPEFTSampler, TPE
 (multi-objective, multivariate), NSGA-II, GPSampler, Random, and an auto-sklearn-style
 warm start (the best configurations of the nearest tasks by meta-features enqueued first,
-then TPE); with ``--optunahub-registry PATH`` also OptunaHub's ``meta_learn_tpe``.
+then TPE); with ``--optunahub-registry PATH`` also OptunaHub's ``meta_learn_tpe``,
+which needs Optuna 4.x (it reads TPE internals Optuna 5 changed): make its environment
+with ``make .venv-optuna4/.installed``, take a local copy of the registry
+(``git clone https://github.com/optuna/optunahub-registry``) and run this script with
+``.venv-optuna4/bin/python``. Every sampler searches the space the experience was
+recorded in (``build_meta_dataset.recorded_space``: 10-200 steps for v2).
 
 Metric: hypervolume of (quality, log peak memory, log training time) after 1..N trials,
 objectives normalised per task, fixed reference point, divided by the hypervolume of the
@@ -58,6 +63,7 @@ from metapeft_optuna.training import PEFTSearchSpace, TrainingBudget
 
 import numpy as np
 import optuna
+from build_meta_dataset import recorded_space
 
 SAMPLERS = ("meta", "tpe", "nsga2", "gp", "random", "warmstart")
 LABELS = {
@@ -280,6 +286,7 @@ def make_sampler(
     registry: str | None,
     source_studies: list[optuna.Study],
     meta_options: dict[str, Any] | None = None,
+    space: PEFTSearchSpace | None = None,
 ):
     if name == "meta":
         chars, info = context
@@ -291,6 +298,7 @@ def make_sampler(
         return MetaPEFTSampler(
             task_characteristics=chars,
             model_info=info,
+            search_space=space,
             system=system,
             use_prior=False,
             seed=seed,
@@ -305,6 +313,14 @@ def make_sampler(
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "meta_learn_tpe":
+        if int(optuna.__version__.split(".")[0]) >= 5:
+            # It reads TPE internals that Optuna 5 changed ("'NoneType' object is not
+            # callable" at its first model-based trial).
+            sys.exit(
+                f"--optunahub-registry: meta_learn_tpe needs Optuna 4.x, this is "
+                f"{optuna.__version__}; run with the environment `make .venv-optuna4/.installed` "
+                "makes (.venv-optuna4/bin/python benchmarks/compare_samplers.py ...)"
+            )
         try:
             import optunahub
         except ImportError:
@@ -334,7 +350,9 @@ def run_sampler(
     objectives: tuple[str, ...] = schema.DEFAULT_OBJECTIVES,
 ) -> np.ndarray:
     """Run one sampler on one task; returns the (trials, 3) targets in trial order."""
-    sampler = make_sampler(name, seed, context, system, registry, source_studies, meta_options)
+    sampler = make_sampler(
+        name, seed, context, system, registry, source_studies, meta_options, space
+    )
     study = peft_study(sampler, "target", context, objectives=objectives)
     if name == "warmstart":
         for params in warm:
@@ -394,7 +412,13 @@ def optimise(
 # --- fast mode ------------------------------------------------------------------------------
 def fast_mode(args: argparse.Namespace) -> None:
     groups = oracle_tasks(args.experience)
-    space = PEFTSearchSpace()
+    space = recorded_space([e for g in groups.values() for e in g])
+    known = {g[0].task_name for g in groups.values()}
+    if unknown := sorted(set(args.tasks or ()) - known):
+        sys.exit(
+            f"--tasks: no task {', '.join(unknown)} with enough trials in {args.experience}; "
+            f"choose from {', '.join(sorted(known))}"
+        )
     samplers = list(args.samplers) + (["meta_learn_tpe"] if args.optunahub_registry else [])
     rows, quality = [], {}
     pool = reference_pool(space)
@@ -410,7 +434,9 @@ def fast_mode(args: argparse.Namespace) -> None:
         system = fitted_system(others, space, args.system_cache)
         context = (experiences[0].task_characteristics, experiences[0].model_info)
         warm = warm_start_configs(experiences[0], others)
-        sources = source_studies(others, oracle.objectives) if args.optunahub_registry else []
+        sources = (
+            source_studies(others, oracle.objectives, space) if args.optunahub_registry else []
+        )
         layers = experiences[0].model_info.get("num_layers", 30)
         best = best_quality(oracle_targets, oracle.objectives)
         for name in samplers:
@@ -463,7 +489,9 @@ def fitted_system(
     buffer = ExperienceBuffer(e for g in others.values() for e in g)
     if cache is None:
         return MetaPEFTSystem(space).fit(buffer)
-    key = hashlib.sha1("\n".join(sorted(e.uid for e in buffer)).encode()).hexdigest()[:16]
+    # The key covers the space too: the same experience encodes differently in another.
+    stamp = "\n".join([*sorted(e.uid for e in buffer), repr(space.distributions())])
+    key = hashlib.sha1(stamp.encode()).hexdigest()[:16]
     path = Path(cache) / key
     if (path / "meta_model.json").is_file():
         return MetaPEFTSystem.load(path, space)
@@ -473,11 +501,10 @@ def fitted_system(
 
 
 def source_studies(
-    others: dict[str, list[PEFTExperience]], objectives: tuple[str, ...]
+    others: dict[str, list[PEFTExperience]], objectives: tuple[str, ...], space: PEFTSearchSpace
 ) -> list[optuna.Study]:
     """The source tasks that optimise the target's ``objectives``, as in-memory Optuna
     studies (for OptunaHub's meta_learn_tpe, which compares values across studies)."""
-    space = PEFTSearchSpace()
     distributions = space.distributions()
     studies = []
     for group in others.values():
@@ -504,10 +531,11 @@ def live_mode(args: argparse.Namespace) -> None:
     from metapeft_optuna.training import fine_tune
     from metapeft_optuna.training.prepared import PreparedTask
 
-    space = PEFTSearchSpace()
     loaded = load_model(args.model)
     live = {load_task(spec).name.split("@")[0] for spec in args.tasks}
-    groups = ExperienceBuffer.from_storages(args.experience).by_task()
+    experience = ExperienceBuffer.from_storages(args.experience)
+    space = recorded_space(list(experience))  # live trials search what the sources did
+    groups = experience.by_task()
     sources = {k: g for k, g in groups.items() if g[0].task_name.split("@")[0] not in live}
     print(f"meta-model: {len(sources)} of the {len(groups)} tasks in {args.experience}")
     system = fitted_system(sources, space, args.system_cache)

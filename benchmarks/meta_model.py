@@ -21,6 +21,8 @@ import metapeft_optuna  # noqa: F401
 from metapeft_optuna.meta import ExperienceBuffer, SurrogateConfig
 from metapeft_optuna.meta.loto import leave_one_task_out
 
+from build_meta_dataset import recorded_space
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -36,7 +38,12 @@ def main() -> None:
     buffer = ExperienceBuffer.from_storages(args.experience)
     print(f"{len(buffer.complete())} complete experiences on {len(buffer.by_task())} tasks\n")
     start = time.time()
-    report = leave_one_task_out(buffer, config=SurrogateConfig(), shots=args.shots)
+    report = leave_one_task_out(
+        buffer,
+        config=SurrogateConfig(),
+        shots=args.shots,
+        search_space=recorded_space(list(buffer)),
+    )
     print(
         "| held-out task | trials | quality | Spearman | task-agnostic | after "
         f"{args.shots} shots | agnostic after {args.shots} | memory | time | selected "

@@ -32,10 +32,10 @@ from pathlib import Path
 import metapeft_optuna  # noqa: F401  (BLAS before mlx)
 from metapeft_optuna.meta import ExperienceBuffer, MetaPEFTSystem
 from metapeft_optuna.samplers import MetaPEFTSampler
-from metapeft_optuna.training import PEFTSearchSpace
 
 import numpy as np
 import optuna
+from build_meta_dataset import recorded_space
 from compare_samplers import (
     hv_curve,
     optimise,
@@ -65,6 +65,7 @@ def sampler_for(name: str, seed: int, context: tuple, prior: Path, space, storag
     return MetaPEFTSampler(
         task_characteristics=chars,
         model_info=info,
+        search_space=space,
         system=system,
         use_prior=False,
         learn_from_storage=name == "loop",
@@ -189,7 +190,7 @@ def main() -> None:
     groups = oracle_tasks(args.experience)
     if len(groups) <= args.prior_tasks + 1:
         parser.error(f"{len(groups)} tasks: too few for --prior-tasks {args.prior_tasks}")
-    space = PEFTSearchSpace()
+    space = recorded_space([e for g in groups.values() for e in g])
     pool = reference_pool(space)
     problems = {key: task_problem(g, space, pool) for key, g in groups.items()}
     rows: list[dict] = []

@@ -31,6 +31,7 @@ from metapeft_optuna.meta.features import experience_arrays
 from metapeft_optuna.training import PEFTSearchSpace
 
 import numpy as np
+from build_meta_dataset import recorded_space
 from compare_samplers import reference_pool  # the sampler benchmark's "best known"
 from scipy.stats import kendalltau, spearmanr
 from sklearn.ensemble import RandomForestRegressor
@@ -86,8 +87,9 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
-    space = PEFTSearchSpace()
-    groups = ExperienceBuffer.from_storages(args.experience).by_task()
+    experience = ExperienceBuffer.from_storages(args.experience)
+    space = recorded_space(list(experience))
+    groups = experience.by_task()
     data = {}
     for _, experiences in sorted(groups.items()):
         contexts, configs, targets = experience_arrays(experiences, space)

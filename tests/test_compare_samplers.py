@@ -7,6 +7,7 @@ import dataclasses
 import sys
 
 from metapeft_optuna.meta import ExperienceBuffer, MetaPEFTSystem, SurrogateConfig
+from metapeft_optuna.training import PEFTSearchSpace
 
 import numpy as np
 import optuna
@@ -86,6 +87,27 @@ def test_fast_mode_runs_leave_one_task_out_and_merges(compare, tmp_path, monkeyp
     monkeypatch.setattr(sys, "argv", [*command, *summarise])
     compare.main()
     assert (merged / "compare_fast.md").read_text() == table
+
+
+def test_the_space_is_the_one_the_experience_was_recorded_in(compare, tmp_path, monkeypatch):
+    experiences = synthetic_experiences(per_task=12)
+    steps = compare.recorded_space(experiences).distributions()["steps"]
+    assert steps == PEFTSearchSpace().distributions()["steps"]
+
+    def ran(e, n):
+        return dataclasses.replace(e, hyperparameters={**e.hyperparameters, "steps": n})
+
+    v2 = [ran(experiences[0], 150), *experiences[1:]]  # the v2 build's 10-200 steps
+    assert compare.recorded_space(v2).contains(v2[0].hyperparameters)
+    with pytest.raises(SystemExit, match="outside both"):
+        compare.recorded_space([ran(experiences[0], 500)])
+
+    experience = tmp_path / "experience.jsonl"
+    ExperienceBuffer(experiences).export_jsonl(experience)
+    argv = ["compare_samplers.py", "--experience", str(experience), "--tasks", "iris@64"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit, match="no task iris@64 .* choose from .*iris"):
+        compare.main()
 
 
 def test_a_val_loss_task_is_compared_on_its_own_objectives(compare, tmp_path, monkeypatch):

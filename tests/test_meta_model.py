@@ -59,20 +59,22 @@ def fitted(experiences):
     return MetaPEFTSystem(surrogate_config=FAST).fit(ExperienceBuffer(experiences))
 
 
+TINY_SPACE = PEFTSearchSpace(  # 2-4 steps: quick tiny-model fine-tunes
+    specs=[
+        ParamSpec("steps", IntDistribution(2, 4, step=2), s.methods) if s.name == "steps" else s
+        for s in default_specs()
+    ]
+)
+
+
 @pytest.fixture(scope="module")
 def tiny_storage(tmp_path_factory, tiny):
     """Real experience: six tiny-model studies (3 trials each) in a SQLite storage."""
     path = tmp_path_factory.mktemp("storage") / "experience.db"
     url = f"sqlite:///{path}"
-    space = PEFTSearchSpace(
-        specs=[
-            ParamSpec("steps", IntDistribution(2, 4, step=2), s.methods) if s.name == "steps" else s
-            for s in default_specs()
-        ]
-    )
     budget = TrainingBudget(curve_points=2, eval_examples=8, curve_examples=8)
     for task in TINY_TASKS:
-        objective = PEFTObjective(task, model=tiny, search_space=space, budget=budget)
+        objective = PEFTObjective(task, model=tiny, search_space=TINY_SPACE, budget=budget)
         study = optuna.create_study(
             study_name=task,
             storage=url,
@@ -266,6 +268,33 @@ def test_system_save_load_round_trip(fitted, experiences, tmp_path):
         MetaPEFTSystem.load(tmp_path / "model")
 
 
+def test_fitting_on_experience_outside_the_space_warns_by_parameter(experiences):
+    def ran(e, **changed):
+        return dataclasses.replace(e, hyperparameters={**e.hyperparameters, **changed})
+
+    odd = [ran(experiences[0], steps=150), ran(experiences[1], steps=40, batch_size=32)]
+    match = r"batch_size 32 outside Categorical.*; steps 40..150 outside IntDistribution"
+    with pytest.warns(UserWarning, match=match):
+        MetaPEFTSystem(surrogate_config=FAST).fit(ExperienceBuffer([*odd, *experiences[2:]]))
+
+
+def test_a_loaded_system_encodes_in_the_ranges_it_was_trained_in(fitted, tmp_path):
+    # Loaded for a study searching 10-200 steps, a system trained on 10-30 steps still
+    # places 30 steps at the top of its range, not at 0.2 of someone else's.
+    fitted.save(tmp_path / "model", include_experience=False)
+    wide = [
+        ParamSpec("steps", IntDistribution(10, 200, log=True), s.methods)
+        if s.name == "steps"
+        else s
+        for s in default_specs()
+    ]
+    loaded = MetaPEFTSystem.load(tmp_path / "model", PEFTSearchSpace(specs=wide))
+    steps = loaded.search_space.distributions()["steps"]
+    assert steps == fitted.search_space.distributions()["steps"]
+    column = loaded.search_space.feature_names().index("steps")
+    assert loaded.search_space.encode({"method": "lora", "steps": 30})[column] == 1.0
+
+
 def test_learn_from_experience_updates_incrementally(experiences):
     system = MetaPEFTSystem(surrogate_config=FAST)
     first = experiences[0]
@@ -449,7 +478,11 @@ def test_leave_one_task_out_runs_on_real_tiny_experience(tiny_storage):
     memory/time structure are real)."""
     held_out = ("sentiment_strength@64", "language_id@64")
     report = leave_one_task_out(
-        ExperienceBuffer.from_storages([tiny_storage]), config=FAST, shots=1, tasks=held_out
+        ExperienceBuffer.from_storages([tiny_storage]),
+        search_space=TINY_SPACE,
+        config=FAST,
+        shots=1,
+        tasks=held_out,
     )
     summary = report.summary()
     assert summary["tasks"] == 2 and {t.task for t in report.tasks} == set(held_out)

@@ -9,6 +9,7 @@ import pickle
 from metapeft_optuna import ConfigError, schema
 from metapeft_optuna.meta import ExperienceBuffer, MetaPEFTSystem, SurrogateConfig
 from metapeft_optuna.samplers import MetaPEFTSampler
+from metapeft_optuna.samplers._sampler import meta_space
 from metapeft_optuna.tasks import TaskCharacteristics, load_task
 from metapeft_optuna.training import PEFTObjective, PEFTSearchSpace, TrainingBudget
 from metapeft_optuna.training.search_space import ParamSpec, default_specs
@@ -102,6 +103,16 @@ def test_method_choices_come_from_the_objective(system, tiny):
     sampler = MetaPEFTSampler(system=system, seed=0)  # no objective: context from the study
     study = _run(sampler, objective, 3)
     assert {t.params["method"] for t in study.trials} <= {"prefix_tuning", "p_tuning"}
+
+
+def test_the_meta_model_searches_every_method_in_the_studys_ranges():
+    meta = meta_space(PEFTSearchSpace(methods=("lora",), specs=QUICK_SPACE.specs))
+    assert meta.methods == PEFTSearchSpace().methods
+    assert meta.distributions()["steps"] == IntDistribution(2, 4, step=2)
+    # A parameter of the study's own is not the meta-model's: the study's space stays.
+    extra = ParamSpec("warmup", IntDistribution(0, 5), ("lora",))
+    own = PEFTSearchSpace(methods=("lora",), specs=[*default_specs(), extra])
+    assert meta_space(own) is own
 
 
 def test_single_objective_study(system, tiny):

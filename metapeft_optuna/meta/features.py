@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from optuna.distributions import CategoricalDistribution
 
 from .. import schema
 from ..errors import NotFittedError
 from ..tasks import TaskCharacteristics
+from ..training.search_space import in_distribution
 from .experience import PEFTExperience
 
 MODEL_FEATURES = ("log_parameters", "log_layers", "log_hidden", "log_vocab", "bits_fraction")
@@ -161,6 +164,43 @@ class Standardizer:
         return cls(np.array(data["mean"]), np.array(data["scale"]))
 
 
+def warn_outside_ranges(experiences: Iterable[PEFTExperience], space) -> None:
+    """Warn when ``experiences`` hold parameter values outside ``space``'s ranges: their
+    features leave ``[0, 1]`` and the surrogate extrapolates (the v2 meta-dataset's 200
+    steps read as 9.5 in a space of 10-30 steps). The fix is a space that covers them."""
+    distributions = space.distributions()
+    outside: dict[str, set] = {}
+    for e in experiences:
+        for name, value in e.hyperparameters.items():
+            known = name != "method" and name in distributions
+            if known and not _in_range(distributions[name], value):
+                outside.setdefault(name, set()).add(value)
+    if outside:
+        found = "; ".join(
+            f"{name} {_span(values)} outside {distributions[name]}"
+            for name, values in sorted(outside.items())
+        )
+        warnings.warn(
+            f"experience outside the meta-model's search space ({found}): its features are "
+            "extrapolated; fit the meta-model in a space whose ranges cover the experience",
+            stacklevel=3,
+        )
+
+
+def _span(values: set) -> str:
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return f"{min(values)}..{max(values)}" if len(values) > 1 else f"{min(values)}"
+    return str(sorted(values, key=str))
+
+
+def _in_range(distribution, value) -> bool:
+    """Whether ``value`` encodes inside ``[0, 1]``: a choice of a categorical, else between
+    the bounds (off the step grid is fine: the encoding is continuous)."""
+    if isinstance(distribution, CategoricalDistribution):
+        return in_distribution(distribution, value)
+    return distribution.low <= value <= distribution.high
+
+
 def experience_arrays(
     experiences: Sequence[PEFTExperience], space
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -172,7 +212,8 @@ def experience_arrays(
 
     Returns:
         ``contexts`` ``(n, d_context)`` float32 (:func:`context_vector`), ``configs``
-        ``(n, space.dimension)`` float32 in ``[0, 1]`` (``space.encode``) and
+        ``(n, space.dimension)`` float32 in ``[0, 1]`` for experience inside the space's
+        ranges (``space.encode``; see :func:`warn_outside_ranges`) and
         ``targets`` ``(n, len(schema.METRICS))`` (:func:`target_vector`: NaN where a
         metric was not measured).
     """

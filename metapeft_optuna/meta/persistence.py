@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlx.core as mx
 from mlx.utils import tree_flatten, tree_unflatten
+from optuna.distributions import distribution_to_json, json_to_distribution
 
 from .. import __version__
 from ..atomic import atomic_directory
@@ -29,7 +30,7 @@ EXPERIENCE_FILE = "experience.jsonl"
 
 def save_system(system: MetaPEFTSystem, path: str | Path, include_experience: bool = True) -> Path:
     """Save ``system`` to the directory ``path``: ``meta_model.json`` (settings, task
-    summaries, the search space's feature names), ``weights.safetensors`` (surrogate,
+    summaries, the search space's feature names and ranges), ``weights.safetensors`` (surrogate,
     task embedder, method selector; fitted systems only) and ``experience.jsonl``
     (with ``include_experience``), replacing the directory atomically."""
     meta: dict[str, Any] = {
@@ -37,6 +38,10 @@ def save_system(system: MetaPEFTSystem, path: str | Path, include_experience: bo
         "package_version": __version__,
         "methods": system.methods,
         "feature_names": system.search_space.feature_names(),
+        "distributions": {
+            s.name: json.loads(distribution_to_json(s.distribution))
+            for s in system.search_space.specs
+        },
         "embedding_dim": system.embedding_dim,
         "seed": system.seed,
         "task_summaries": system.task_summaries_,
@@ -69,6 +74,11 @@ def load_system(
 ) -> MetaPEFTSystem:
     """Load a system saved by :func:`save_system` as an instance of ``cls``.
 
+    The system keeps the parameter ranges it was trained in, whatever ranges
+    ``search_space`` gives: its features are positions in those ranges (a meta-model
+    trained on 10-30 steps would read 200 steps as 9.5 of its [0, 1] range). A sampler
+    resamples any proposed value outside its study's ranges.
+
     Raises:
         MetaLearningError: Missing files, a newer format, or a different search space.
     """
@@ -95,6 +105,16 @@ def load_system(
             "space (its encoded features differ); retrain it with "
             "`metapeft prior train`."
         )
+    trained = meta.get("distributions", {})  # absent where saved before ranges were kept
+    space = PEFTSearchSpace(
+        methods=space.methods,
+        specs=[
+            replace(s, distribution=json_to_distribution(json.dumps(trained[s.name])))
+            if s.name in trained
+            else s
+            for s in space.specs
+        ],
+    )
     system = cls(
         space,
         embedding_dim=meta["embedding_dim"],

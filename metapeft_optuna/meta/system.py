@@ -20,7 +20,7 @@ from ..tasks import TaskCharacteristics
 from ..training.search_space import PEFTSearchSpace
 from ..validation import check_int
 from .experience import ExperienceBuffer, PEFTExperience
-from .features import Standardizer, context_vector, target_vector
+from .features import Standardizer, context_vector, target_vector, warn_outside_ranges
 from .hpo import MetaHyperparameterOptimizer, Observations, Proposal
 from .networks import MethodSelectionNetwork, TaskEmbeddingNetwork
 from .persistence import load_system, save_system
@@ -104,6 +104,7 @@ class MetaPEFTSystem:
         self.new_experiences_ = 0
         if not groups:
             return self
+        warn_outside_ranges(self.experience_buffer, self.search_space)
         self.task_summaries_ = [task_summary(k, g) for k, g in sorted(groups.items())]
         contexts = np.array([s["context"] for s in self.task_summaries_], dtype=np.float32)
         self.context_scaler_ = Standardizer().fit(contexts)
@@ -136,6 +137,7 @@ class MetaPEFTSystem:
         if not self.is_fitted:
             self.fit()
             return len(new)
+        warn_outside_ranges(new, self.search_space)
         self.surrogate.partial_fit(new, self.experience_buffer)
         groups = self.experience_buffer.by_task()
         self.task_summaries_ = [task_summary(k, g) for k, g in sorted(groups.items())]

@@ -21,7 +21,7 @@ from ..meta.policy import Decision, FinishedTrial, SearchPolicy
 from ..meta.prior import load_prior
 from ..meta.system import MetaPEFTSystem
 from ..tasks import TaskCharacteristics
-from ..training.search_space import PEFTSearchSpace, in_distribution
+from ..training.search_space import PEFTSearchSpace, default_specs, in_distribution
 from ..validation import check_int
 
 
@@ -345,15 +345,15 @@ class MetaPEFTSampler(BaseSampler):
 
 
 def meta_space(space: PEFTSearchSpace) -> PEFTSearchSpace:
-    """The space the meta-model works in: every method's when ``space`` only leaves some
-    methods out (the objective's choices of ``method`` restrict the proposals, and the
-    shipped prior, trained on every method, stays usable); else ``space`` itself."""
-    full = PEFTSearchSpace()
-    restricted = PEFTSearchSpace(methods=space.methods)
-    if (
-        set(space.methods) <= set(full.methods)
-        and restricted.feature_names() == space.feature_names()
-    ):
+    """The space the meta-model works in: every method's, with ``space``'s own ranges, when
+    ``space`` only leaves some methods out (the objective's choices of ``method`` restrict
+    the proposals, and the shipped prior, trained on every method, stays usable); else
+    ``space`` itself."""
+    own = {s.name: s for s in space.specs}
+    specs = [own.get(s.name, s) for s in default_specs()]
+    full = PEFTSearchSpace(specs=specs)
+    restricted = PEFTSearchSpace(methods=space.methods, specs=specs)
+    if restricted.distributions() == space.distributions():
         return full
     return space
 

@@ -1,0 +1,44 @@
+"""The meta-dataset build's bookkeeping: which finished trials count, which are redone."""
+
+from __future__ import annotations
+
+from metapeft_optuna import schema
+
+import optuna
+import pytest
+from conftest import import_benchmark
+from optuna.distributions import IntDistribution
+from optuna.trial import TrialState
+
+
+@pytest.fixture(scope="module")
+def build():
+    return import_benchmark("build_meta_dataset")
+
+
+def test_contended_trials_are_failed_and_redone_atomically(build, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'v2.db'}"
+    study = optuna.create_study(storage=storage, study_name="v2-parity@256")
+    for steps in (10, 20):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"steps": steps},
+                distributions={"steps": IntDistribution(10, 200, log=True)},
+                value=0.5,
+            )
+        )
+    first, second = study.get_trials()
+
+    with pytest.raises(SystemExit, match="no trial with trial_id 999"):
+        build.mark_contended(storage, [first._trial_id, 999])
+    assert len(build.counted(study)) == 2  # nothing half-written
+
+    build.mark_contended(storage, [first._trial_id])
+    study = optuna.load_study(study_name="v2-parity@256", storage=storage)
+    redone = study.get_trials()[0]
+    assert redone.state == TrialState.FAIL and redone.values is None
+    assert redone.user_attrs[schema.TRIAL_FAIL_REASON] == build.CONTENDED
+    assert [t.number for t in build.counted(study)] == [second.number]
+    assert [t.number for t in build.pending_redo(study)] == [first.number]
+    with pytest.raises(SystemExit, match="not a SQLite storage"):
+        build.mark_contended("postgresql://localhost/x", [1])
