@@ -341,12 +341,11 @@ def mark_contended(storage: str, trial_ids: list[int]) -> None:
     if not storage.startswith("sqlite:///"):
         sys.exit(f"--contended: {storage} is not a SQLite storage URL (sqlite:///PATH)")
     with sqlite3.connect(storage.removeprefix("sqlite:///")) as db:
+        known = {row[0] for row in db.execute("SELECT trial_id FROM trials")}
+        if missing := sorted(set(trial_ids) - known):
+            ids = ", ".join(map(str, missing))
+            sys.exit(f"--contended: no trial with trial_id {ids} in {storage}")
         for trial_id in trial_ids:
-            if (
-                db.execute("SELECT 1 FROM trials WHERE trial_id = ?", (trial_id,)).fetchone()
-                is None
-            ):
-                sys.exit(f"--contended: no trial with trial_id {trial_id} in {storage}")
             db.execute("UPDATE trials SET state = 'FAIL' WHERE trial_id = ?", (trial_id,))
             db.execute("DELETE FROM trial_values WHERE trial_id = ?", (trial_id,))
             db.execute(

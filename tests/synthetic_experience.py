@@ -7,6 +7,7 @@ so a meta-model that reads task features can beat one that does not.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from metapeft_optuna import schema
@@ -58,6 +59,13 @@ def true_outcome(chars: TaskCharacteristics, params: dict) -> dict[str, float]:
     memory = 500 + 20 * batch * (2 if method in ("prompt_tuning", "p_tuning") else 1)
     seconds = steps * batch * 0.05 * (1.5 if method == "p_tuning" else 1.0)
     return {"accuracy": accuracy, "peak_memory_mb": memory, "train_seconds": seconds}
+
+
+def ran(experience: PEFTExperience, **changed) -> PEFTExperience:
+    """``experience`` as if run with some hyperparameters changed (outcomes unchanged)."""
+    return dataclasses.replace(
+        experience, hyperparameters={**experience.hyperparameters, **changed}
+    )
 
 
 def synthetic_experiences(

@@ -13,7 +13,7 @@ import numpy as np
 import optuna
 import pytest
 from conftest import import_benchmark
-from synthetic_experience import TASKS, synthetic_experiences
+from synthetic_experience import TASKS, ran, synthetic_experiences
 
 
 @pytest.fixture(scope="module")
@@ -93,14 +93,10 @@ def test_the_space_is_the_one_the_experience_was_recorded_in(compare, tmp_path, 
     experiences = synthetic_experiences(per_task=12)
     steps = compare.recorded_space(experiences).distributions()["steps"]
     assert steps == PEFTSearchSpace().distributions()["steps"]
-
-    def ran(e, n):
-        return dataclasses.replace(e, hyperparameters={**e.hyperparameters, "steps": n})
-
-    v2 = [ran(experiences[0], 150), *experiences[1:]]  # the v2 build's 10-200 steps
+    v2 = [ran(experiences[0], steps=150), *experiences[1:]]  # the v2 build's 10-200 steps
     assert compare.recorded_space(v2).contains(v2[0].hyperparameters)
     with pytest.raises(SystemExit, match="outside both"):
-        compare.recorded_space([ran(experiences[0], 500)])
+        compare.recorded_space([ran(experiences[0], steps=500)])
 
     experience = tmp_path / "experience.jsonl"
     ExperienceBuffer(experiences).export_jsonl(experience)

@@ -30,13 +30,12 @@ from metapeft_optuna.peft import PEFTMethod
 from metapeft_optuna.tasks import TaskCharacteristics
 from metapeft_optuna.training.objective import PEFTObjective
 from metapeft_optuna.training.results import TrainingBudget
-from metapeft_optuna.training.search_space import ParamSpec, PEFTSearchSpace, default_specs
+from metapeft_optuna.training.search_space import PEFTSearchSpace, default_specs
 
 import numpy as np
 import optuna
 import pytest
-from optuna.distributions import IntDistribution
-from synthetic_experience import TASKS, synthetic_experiences
+from synthetic_experience import TASKS, ran, synthetic_experiences
 
 FAST = SurrogateConfig(members=3, joint_steps=200, reptile_iterations=10)
 TINY_TASKS = (
@@ -59,12 +58,7 @@ def fitted(experiences):
     return MetaPEFTSystem(surrogate_config=FAST).fit(ExperienceBuffer(experiences))
 
 
-TINY_SPACE = PEFTSearchSpace(  # 2-4 steps: quick tiny-model fine-tunes
-    specs=[
-        ParamSpec("steps", IntDistribution(2, 4, step=2), s.methods) if s.name == "steps" else s
-        for s in default_specs()
-    ]
-)
+TINY_SPACE = PEFTSearchSpace(specs=default_specs(steps=(2, 4, 2)))  # quick fine-tunes
 
 
 @pytest.fixture(scope="module")
@@ -269,9 +263,6 @@ def test_system_save_load_round_trip(fitted, experiences, tmp_path):
 
 
 def test_fitting_on_experience_outside_the_space_warns_by_parameter(experiences):
-    def ran(e, **changed):
-        return dataclasses.replace(e, hyperparameters={**e.hyperparameters, **changed})
-
     odd = [ran(experiences[0], steps=150), ran(experiences[1], steps=40, batch_size=32)]
     match = r"batch_size 32 outside Categorical.*; steps 40..150 outside IntDistribution"
     with pytest.warns(UserWarning, match=match):
@@ -282,13 +273,8 @@ def test_a_loaded_system_encodes_in_the_ranges_it_was_trained_in(fitted, tmp_pat
     # Loaded for a study searching 10-200 steps, a system trained on 10-30 steps still
     # places 30 steps at the top of its range, not at 0.2 of someone else's.
     fitted.save(tmp_path / "model", include_experience=False)
-    wide = [
-        ParamSpec("steps", IntDistribution(10, 200, log=True), s.methods)
-        if s.name == "steps"
-        else s
-        for s in default_specs()
-    ]
-    loaded = MetaPEFTSystem.load(tmp_path / "model", PEFTSearchSpace(specs=wide))
+    wide = PEFTSearchSpace(specs=default_specs(steps=(10, 200, 10)))
+    loaded = MetaPEFTSystem.load(tmp_path / "model", wide)
     steps = loaded.search_space.distributions()["steps"]
     assert steps == fitted.search_space.distributions()["steps"]
     column = loaded.search_space.feature_names().index("steps")
