@@ -96,6 +96,21 @@ def test_waits_for_startup_trials_and_curve_points():
     assert not should_prune(running_trial(study, [0.1, 0.1]))
 
 
+def test_the_first_curve_point_asks_for_first_point_threshold():
+    study = finished_study()
+    trial = running_trial(study, [0.5])
+    frozen = study._storage.get_trial(trial._trial_id)
+    finished = study.get_trials(states=(TrialState.COMPLETE,))
+    outcome = study.pruner.predict_outcome(study, frozen)
+    probability = MetaPEFTPruner.probability_dominated(outcome, finished)
+    assert 0.0 < probability < 1.0
+    study.pruner.threshold = 0.0  # later points' threshold: not the one asked here
+    study.pruner.first_point_threshold = min(probability + 0.01, 0.999)
+    assert not should_prune(trial)
+    study.pruner.first_point_threshold = probability - 0.01
+    assert should_prune(trial)
+
+
 def test_single_objective_study_through_trial_report():
     study = finished_study(directions=("maximize",))
 
@@ -295,6 +310,8 @@ def test_metric_interpolation_and_bad_threshold():
     assert metric_at(points, 30, 18.5 / 30) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="threshold=1.5"):
         MetaPEFTPruner(threshold=1.5)
+    with pytest.raises(ValueError, match="first_point_threshold=0"):
+        MetaPEFTPruner(first_point_threshold=0)
     with pytest.raises(ValueError, match="noise_floor=0"):
         MetaPEFTPruner(noise_floor=0)
     with pytest.raises(ValueError, match="min_loss_references=1"):
