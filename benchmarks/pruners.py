@@ -10,7 +10,8 @@ three objectives), Optuna's MedianPruner and SuccessiveHalvingPruner applied to 
 quality objective alone (their only option, on its learning curve), and an online
 oracle that knows every trial's recorded final values and stops, at its first curve
 point, exactly the trials a finished trial dominates: the most any pruner could save
-without losing hypervolume in the same replay. Then, for the tasks scored on accuracy,
+without losing hypervolume in the same replay; then MetaPEFTPruner's and the oracle's
+figures task by task. Then, for the tasks scored on accuracy,
 how well a trial's first curve point predicts its final accuracy (leave one trial out,
 the task's other trials as references): from the curve's accuracy plus the mean gain of
 the other curves, or from the curve's validation loss through an isotonic fit of the
@@ -149,6 +150,18 @@ def first_point_errors(trials: list[PEFTExperience]) -> tuple[list[float], list[
     return by_gain, by_loss
 
 
+def saved(r: dict) -> str:
+    """The fraction of training steps a replay's pruner saved."""
+    return f"{1 - r['used'] / r['possible']:.1%}" if r["possible"] else "-"
+
+
+def lost(r: dict) -> str:
+    """The normalised hypervolume lost, mean ± standard error over the replays."""
+    losses = r["hv_loss"]
+    se = np.std(losses, ddof=1) / math.sqrt(len(losses)) if len(losses) > 1 else 0.0
+    return f"{np.mean(losses):.2%} ± {se:.2%}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experience", nargs="+", default=["studies/meta_dataset.jsonl"])
@@ -158,21 +171,24 @@ def main() -> None:
     buffer = ExperienceBuffer.from_storages(args.experience)
     groups = {k: [e for e in g if e.learning_curve] for k, g in buffer.by_task().items()}
     results = defaultdict(lambda: {"used": 0, "possible": 0, "hv_loss": []})
+    per_task = {}  # task -> (quality objective, trials, results of "meta" and "oracle")
     for key, trials in sorted(groups.items()):
         others = ExperienceBuffer(e for k, g in groups.items() if k != key for e in g)
         objectives = task_objectives(trials)  # v1's studies all used accuracy
         targets = np.stack([target_vector(e.performance_metrics, objectives) for e in trials])
         scale = TaskScale(targets, objectives)
         full_hv = hypervolume(scale(targets), REFERENCE)
+        mine = defaultdict(lambda: {"used": 0, "possible": 0, "hv_loss": []})
         for order in range(args.orders):
             shuffled = [trials[i] for i in np.random.default_rng(order).permutation(len(trials))]
             for name in ("none", "meta", "median", "halving", "oracle"):
                 used, possible, finished = replay(shuffled, name, others, objectives)
                 kept = hypervolume(scale(np.array(finished)), REFERENCE) if finished else 0.0
-                r = results[name]
-                r["used"] += used
-                r["possible"] += possible
-                r["hv_loss"].append((full_hv - kept) / full_hv if full_hv > 0 else 0.0)
+                for r in (results[name], mine[name]):
+                    r["used"] += used
+                    r["possible"] += possible
+                    r["hv_loss"].append((full_hv - kept) / full_hv if full_hv > 0 else 0.0)
+        per_task[trials[0].task_name] = (objectives[0], len(trials), mine["meta"], mine["oracle"])
         print(f"{trials[0].task_name}: {len(trials)} trials replayed x {args.orders}", flush=True)
     print(
         "\n| pruner | objectives used | training steps saved | normalised HV lost (mean ± se) "
@@ -187,13 +203,15 @@ def main() -> None:
         "oracle": ("online oracle (knows the final values)", "all three"),
     }
     for name, r in results.items():
-        saved = 1 - r["used"] / r["possible"] if r["possible"] else math.nan
         label, objectives = labels[name]
-        print(
-            f"| {label} | {objectives} | {saved:.1%} | {np.mean(r['hv_loss']):.2%} ± "
-            f"{np.std(r['hv_loss'], ddof=1) / math.sqrt(len(r['hv_loss'])):.2%} | "
-            f"{np.max(r['hv_loss']):.2%} |"
-        )
+        print(f"| {label} | {objectives} | {saved(r)} | {lost(r)} | {np.max(r['hv_loss']):.2%} |")
+    # Where the hypervolume is lost says which predictions to improve.
+    print(
+        "\nMetaPEFTPruner by task:\n\n| task | quality | trials | steps saved "
+        "| HV lost (mean ± se over orders) | oracle saves |\n|---|---|---:|---:|---:|---:|"
+    )
+    for task, (quality, count, meta, oracle) in per_task.items():
+        print(f"| {task} | {quality} | {count} | {saved(meta)} | {lost(meta)} | {saved(oracle)} |")
     scored = [
         g
         for g in groups.values()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import sys
 
 from metapeft_optuna import schema
 from metapeft_optuna.meta import ExperienceBuffer
@@ -12,8 +14,10 @@ from metapeft_optuna.training.search_space import ParamSpec, default_specs
 
 import optuna
 import pytest
+from conftest import import_benchmark
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
+from synthetic_experience import TASKS, synthetic_experiences
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 DISTRIBUTIONS = {
@@ -316,3 +320,32 @@ def test_metric_interpolation_and_bad_threshold():
         MetaPEFTPruner(noise_floor=0)
     with pytest.raises(ValueError, match="min_loss_references=1"):
         MetaPEFTPruner(min_loss_references=1)
+
+
+def test_replay_benchmark_reports_every_pruner_and_every_task(tmp_path, monkeypatch, capsys):
+    """benchmarks/pruners.py end to end on synthetic 4-point curves: the oracle loses
+    nothing, no pruning saves nothing, and each task gets its own line."""
+    pruners = import_benchmark("pruners")
+    tasks = TASKS[:3]
+    experiences = []
+    for e in synthetic_experiences(per_task=8):
+        if e.task_name not in tasks:
+            continue
+        metrics, total = e.performance_metrics, int(e.hyperparameters["steps"])
+        points = curve(
+            [metrics["accuracy"] * f**0.5 for f in (0.25, 0.5, 0.75, 1.0)],
+            total=total,
+            seconds_per_step=metrics["train_seconds"] / total,
+            memory=metrics["peak_memory_mb"],
+        )
+        experiences.append(dataclasses.replace(e, learning_curve=tuple(points)))
+    path = ExperienceBuffer(experiences).export_jsonl(tmp_path / "curves.jsonl")
+    monkeypatch.setattr(sys, "argv", ["pruners.py", "--experience", str(path), "--orders", "2"])
+    pruners.main()
+    out = capsys.readouterr().out
+    assert "| no pruning | - | 0.0% | 0.00% ± 0.00% | 0.00% |" in out
+    assert "| online oracle (knows the final values) | all three |" in out
+    oracle = next(line for line in out.splitlines() if line.startswith("| online oracle"))
+    assert "| 0.00% ± 0.00% | 0.00% |" in oracle
+    for task in tasks:
+        assert any(line.startswith(f"| {task} | accuracy | 8 |") for line in out.splitlines())
