@@ -1,6 +1,10 @@
-"""The meta-dataset build's bookkeeping: which finished trials count, which are redone."""
+"""The meta-dataset build's bookkeeping (which finished trials count, which are redone) and
+what its recorded curves say of the first steps' overhead."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 from metapeft_optuna import schema
 
@@ -9,6 +13,8 @@ import pytest
 from conftest import import_benchmark
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState
+
+V1_EXPORT = Path(__file__).parents[1] / "studies" / "meta_dataset.jsonl"
 
 
 @pytest.fixture(scope="module")
@@ -42,3 +48,18 @@ def test_contended_trials_are_failed_and_redone_atomically(build, tmp_path):
     assert [t.number for t in build.pending_redo(study)] == [first.number]
     with pytest.raises(SystemExit, match="not a SQLite storage"):
         build.mark_contended("postgresql://localhost/x", [1])
+
+
+def test_first_step_overhead_reads_the_recorded_curves(monkeypatch, capsys):
+    overhead = import_benchmark("first_step_overhead")
+    # Steady at 2 s a step from the second point on: the first 5 steps took 4 s extra.
+    curve = [{"step": s, "train_seconds": t} for s, t in ((5, 14.0), (10, 24.0), (15, 34.0))]
+    assert overhead.overhead_seconds(curve) == pytest.approx(4.0)
+    assert overhead.overhead_seconds(curve[:2]) is None
+    assert overhead.length_group(30) == overhead.LENGTHS[0][1]
+    assert overhead.length_group(200) == "over 80 steps"
+    monkeypatch.setattr(sys, "argv", ["first_step_overhead.py", "--experience", str(V1_EXPORT)])
+    overhead.main()
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[2].startswith("| all | 520 |")
+    assert any(row.startswith("| lora |") for row in rows)
