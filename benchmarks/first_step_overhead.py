@@ -15,6 +15,7 @@ median per trial. Run:
 from __future__ import annotations
 
 import argparse
+import math
 from collections import defaultdict
 
 import metapeft_optuna  # noqa: F401  (BLAS before numpy users)
@@ -22,7 +23,11 @@ from metapeft_optuna.meta import ExperienceBuffer
 
 import numpy as np
 
-LENGTHS = ((30, "10-30 steps (the product's default space)"), (80, "31-80 steps"))
+LENGTHS = (
+    (30, "10-30 steps (the product's default space)"),
+    (80, "31-80 steps"),
+    (math.inf, "over 80 steps"),
+)
 
 
 def overhead_seconds(curve) -> float | None:
@@ -37,7 +42,7 @@ def overhead_seconds(curve) -> float | None:
 
 
 def length_group(steps: int) -> str:
-    return next((label for top, label in LENGTHS if steps <= top), "over 80 steps")
+    return next(label for top, label in LENGTHS if steps <= top)
 
 
 def main() -> None:
@@ -56,9 +61,9 @@ def main() -> None:
         raise SystemExit(f"{args.experience}: no trial has a learning curve of 3 timed points")
     print("| trials | n | overhead, median (s) | share of training time | median share |")
     print("|---|---:|---:|---:|---:|")
-    methods = sorted(g for g in groups if g != "all" and "steps" not in g)
-    lengths = [label for _, label in LENGTHS] + ["over 80 steps"]
-    for group in ["all", *methods, *(g for g in lengths if g in groups)]:
+    lengths = [label for _, label in LENGTHS if label in groups]
+    methods = sorted(set(groups) - {"all", *lengths})
+    for group in ["all", *methods, *lengths]:
         pairs = groups[group]
         overhead, seconds = np.array(pairs).T
         print(
