@@ -25,11 +25,13 @@ Modes:
   meta-dataset; their cross-validated fit quality is reported.
 - ``live``: real fine-tunes of SmolLM2-135M with the meta-dataset's trial protocol (400
   test examples, a 4-point curve on 64 validation examples); the meta-model learns from
-  ``--experience`` without the live tasks (at any size), so they are new to it.
+  ``--experience`` without the live tasks (at any size), so they are new to it. Each
+  (task, sampler, seed) is a study in ``--storage``; a rerun resumes them, and
+  ``benchmarks/pause_build.sh`` holds it between trials as it holds the build.
 
     python benchmarks/compare_samplers.py --mode fast [--seeds 10] [--trials 50]
-    python benchmarks/compare_samplers.py --mode live --tasks compare_numbers@256 \\
-        words_to_number@256 --seeds 2 --trials 15
+    nohup python benchmarks/compare_samplers.py --mode live --tasks compare_numbers@256 \\
+        words_to_number@256 --seeds 3 --trials 20 >> studies/compare_live.log 2>&1 &
 
 Writes a CSV, PNG plots and a markdown table (the one in docs/benchmarks.md).
 """
@@ -40,6 +42,7 @@ import argparse
 import csv
 import hashlib
 import json
+import subprocess
 import sys
 import time
 import warnings
@@ -63,7 +66,7 @@ from metapeft_optuna.training import PEFTSearchSpace, TrainingBudget
 
 import numpy as np
 import optuna
-from build_meta_dataset import recorded_space
+from build_meta_dataset import counted, mark_interrupted, recorded_space, wait_while_held
 
 SAMPLERS = ("meta", "tpe", "nsga2", "gp", "random", "warmstart")
 LABELS = {
@@ -373,6 +376,7 @@ def peft_study(
     study = optuna.create_study(
         storage=storage,
         study_name=study_name,
+        load_if_exists=True,
         directions=schema.directions(objectives),
         sampler=sampler,
     )
@@ -525,13 +529,33 @@ def source_studies(
 
 
 # --- live mode -------------------------------------------------------------------------------
+def build_running() -> bool:
+    """True while the meta-dataset build runs: live timings are objectives, and it would
+    share the CPU with them."""
+    return subprocess.run(["pgrep", "-f", "benchmarks/build_meta_dataset.py"]).returncode == 0
+
+
 def live_mode(args: argparse.Namespace) -> None:
+    """Real fine-tunes, one Optuna study per (task, sampler, seed) in ``--storage``.
+
+    Resumable: a rerun continues every study to ``--trials`` (a trial left running by a
+    killed run is failed and drawn again). Trials go one at a time to the study with the
+    fewest, so a run stopped early leaves every study about as far. Between trials it
+    waits while ``benchmarks/pause_build.sh`` holds the machine, as the build does.
+    """
     from metapeft_optuna.models import load_model
     from metapeft_optuna.tasks import TaskCharacteristics, load_task
     from metapeft_optuna.training import fine_tune
     from metapeft_optuna.training.prepared import PreparedTask
 
+    if build_running():
+        sys.exit(
+            "live mode: the meta-dataset build is running and would share the CPU with the "
+            "timed fine-tunes; stop it first (touch studies/.build_hold, wait for "
+            "studies/.build_idle, then stop benchmarks/build_meta_dataset.py)"
+        )
     loaded = load_model(args.model)
+    num_layers = len(loaded.model.layers)
     live = {load_task(spec).name.split("@")[0] for spec in args.tasks}
     experience = ExperienceBuffer.from_storages(args.experience)
     space = recorded_space(list(experience))  # live trials search what the sources did
@@ -539,50 +563,59 @@ def live_mode(args: argparse.Namespace) -> None:
     sources = {k: g for k, g in groups.items() if g[0].task_name.split("@")[0] not in live}
     print(f"meta-model: {len(sources)} of the {len(groups)} tasks in {args.experience}")
     system = fitted_system(sources, space, args.system_cache)
-    rows, quality = [], {}
     samplers = [s for s in args.samplers if s in ("meta", "tpe")]
+    studies: dict[tuple[str, str, int], optuna.Study] = {}
+    evaluators, objectives_of = {}, {}
     for task_name in args.tasks:
         task = load_task(task_name)
         chars = TaskCharacteristics.from_task(task, loaded.tokenizer)
         prepared = PreparedTask.prepare(task, loaded.tokenizer, LIVE_BUDGET)
         context = (chars, loaded.info.to_dict())
-        objectives = schema.default_objectives(task.quality_objective)
-        results: dict[str, list[np.ndarray]] = defaultdict(list)
+        objectives = objectives_of[task_name] = schema.default_objectives(task.quality_objective)
 
         def evaluate(params: dict, task=task, prepared=prepared, objectives=objectives):
-            method, hp = space.to_hyperparameters(
-                params, len(loaded.model.layers), task.description
-            )
+            method, hp = space.to_hyperparameters(params, num_layers, task.description)
             try:
                 result = fine_tune(loaded, prepared, method, hp, LIVE_BUDGET)
             except metapeft_optuna.TrialFailedError:
                 return None
             return target_vector(dict(zip(objectives, result.values(objectives))), objectives)
 
-        for name in samplers:
-            for seed in seeds(args):
-                started = time.time()
-                outcomes = run_sampler(
-                    name,
-                    seed,
-                    args.trials,
-                    space,
-                    evaluate,
+        evaluators[task_name] = evaluate
+        for seed in seeds(args):
+            for name in samplers:
+                sampler = make_sampler(
+                    name, seed, context, system, None, [], meta_options(args), space
+                )
+                key = (task_name, name, seed)
+                studies[key] = peft_study(
+                    sampler,
+                    task_name,
                     context,
-                    system,
-                    [],
-                    None,
-                    [],
-                    len(loaded.model.layers),
-                    meta_options(args),
-                    objectives,
+                    storage=args.storage,
+                    study_name=f"live-{task_name}-{name}-{seed}",
+                    objectives=objectives,
                 )
-                results[name].append(outcomes)
-                print(
-                    f"{task_name} {name} seed {seed}: {time.time() - started:.0f} s, best "
-                    f"{objectives[0]} {best_quality(outcomes, objectives):.3f}",
-                    flush=True,
-                )
+                mark_interrupted(studies[key])
+    while todo := [k for k, s in studies.items() if len(counted(s)) < args.trials]:
+        key = min(todo, key=lambda k: len(counted(studies[k])))
+        wait_while_held()
+        started = time.time()
+        optimise(studies[key], 1, space, evaluators[key[0]], num_layers)
+        trial = studies[key].trials[-1]
+        print(
+            f"[{time.strftime('%H:%M:%S')}] {' '.join(map(str, key))} #{trial.number} "
+            f"{trial.params.get('method')}: {trial.state.name} {trial.values} "
+            f"({time.time() - started:.0f} s; {len(todo) - 1} studies short)",
+            flush=True,
+        )
+    rows: list[dict] = []
+    for task_name in args.tasks:
+        objectives = objectives_of[task_name]
+        results: dict[str, list[np.ndarray]] = defaultdict(list)
+        for (task, name, _), study in studies.items():
+            if task == task_name:
+                results[name].append(stored_targets(study, args.trials, objectives))
         everything = np.vstack([o for runs in results.values() for o in runs])
         if not np.isfinite(everything).all(axis=1).any():
             print(f"{task_name}: every trial failed; left out of the comparison", flush=True)
@@ -596,7 +629,20 @@ def live_mode(args: argparse.Namespace) -> None:
                 run = run_columns(task_name, name, seed, outcomes, best, objectives)
                 for n, value in enumerate(hv_curve(scale(outcomes), best_hv), start=1):
                     rows.append({**run, "trials": n, "normalised_hv": value})
-    write_outputs(rows, quality, args, samplers)
+    write_outputs(rows, {}, args, samplers)
+
+
+def stored_targets(study: optuna.Study, trials: int, objectives: tuple[str, ...]) -> np.ndarray:
+    """The (trials, objectives) targets of a live study's first ``trials`` counted trials
+    in trial order, NaN for failed ones."""
+    return np.array(
+        [
+            target_vector(dict(zip(objectives, t.values)), objectives)
+            if t.state == optuna.trial.TrialState.COMPLETE
+            else np.full(len(objectives), np.nan)
+            for t in counted(study)[:trials]
+        ]
+    )
 
 
 # --- outputs --------------------------------------------------------------------------------
@@ -765,6 +811,11 @@ def main() -> None:
     )
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument(
+        "--storage",
+        default="sqlite:///studies/compare_live.db",
+        help="live mode: the storage of its studies, one per task, sampler and seed (resumable)",
+    )
     parser.add_argument("--optunahub-registry", help="local checkout of the OptunaHub registry")
     parser.add_argument(
         "--explore-every",

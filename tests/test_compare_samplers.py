@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import sys
 
+from metapeft_optuna import schema
 from metapeft_optuna.meta import ExperienceBuffer, MetaPEFTSystem, SurrogateConfig
 from metapeft_optuna.training import PEFTSearchSpace
 
@@ -167,9 +168,16 @@ def test_trials_to_match_reads_the_mean_curves(compare):
     assert "does not reach" in compare.trials_to_match(by, 3)
 
 
-def test_live_mode_learns_from_the_experience_without_the_live_tasks(
-    compare, tmp_path, monkeypatch
-):
+def live_argv(experience, out, storage, trials: int) -> list[str]:
+    return [
+        *("compare_samplers.py", "--mode", "live", "--model", "tiny"),
+        *("--experience", str(experience), "--tasks", "parity@128", "--storage", storage),
+        *("--samplers", "meta", "tpe", "--seeds", "1", "--trials", str(trials)),
+        *("--out", str(out)),
+    ]
+
+
+def test_live_mode_learns_without_the_live_tasks_and_resumes(compare, tmp_path, monkeypatch):
     experience = tmp_path / "experience.jsonl"
     ExperienceBuffer(synthetic_experiences(per_task=6)).export_jsonl(experience)
     seen = []
@@ -179,20 +187,23 @@ def test_live_mode_learns_from_the_experience_without_the_live_tasks(
         return small_system(others, space, cache)
 
     monkeypatch.setattr(compare, "fitted_system", recorded_system)
+    monkeypatch.setattr(compare, "build_running", lambda: False)
     monkeypatch.setattr(compare, "LIVE_BUDGET", compare.TrainingBudget(eval_examples=16))
-    out = tmp_path / "out"
-    monkeypatch.setattr(
-        sys,
-        "argv",
-        [
-            *("compare_samplers.py", "--mode", "live", "--model", "tiny"),
-            *("--experience", str(experience), "--tasks", "parity@128"),
-            *("--samplers", "meta", "tpe", "--seeds", "1", "--trials", "2", "--out", str(out)),
-        ],
-    )
+    out, storage = tmp_path / "out", f"sqlite:///{tmp_path / 'live.db'}"
+    monkeypatch.setattr(sys, "argv", live_argv(experience, out, storage, trials=1))
     compare.main()
     # parity@64 is the same task at another size: it is left out too.
     assert seen == [{t for t in TASKS if not t.startswith("parity@")}]
+    # A run killed mid-trial leaves it RUNNING: the rerun fails it and draws again.
+    meta = optuna.load_study(study_name="live-parity@128-meta-0", storage=storage)
+    meta.ask()
+    monkeypatch.setattr(sys, "argv", live_argv(experience, out, storage, trials=2))
+    compare.main()
+    names = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
+    assert names == {"live-parity@128-meta-0": 3, "live-parity@128-tpe-0": 2}
+    interrupted = meta.trials[1]
+    assert interrupted.state == optuna.trial.TrialState.FAIL
+    assert interrupted.user_attrs[schema.TRIAL_FAIL_REASON] == "interrupted build"
     with open(out / "compare_live.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert {(r["sampler"], r["quality"]) for r in rows} == {
@@ -200,3 +211,11 @@ def test_live_mode_learns_from_the_experience_without_the_live_tasks(
         ("tpe", "accuracy"),
     }
     assert len(rows) == 2 * 2
+
+
+def test_live_mode_refuses_to_run_beside_the_build(compare, tmp_path, monkeypatch):
+    monkeypatch.setattr(compare, "build_running", lambda: True)
+    storage = f"sqlite:///{tmp_path / 'live.db'}"
+    monkeypatch.setattr(sys, "argv", live_argv(tmp_path / "none.jsonl", tmp_path, storage, 1))
+    with pytest.raises(SystemExit, match="build is running"):
+        compare.main()
