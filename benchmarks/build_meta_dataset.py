@@ -4,8 +4,8 @@ Protocol (docs/meta-dataset.md): every trial is one ``PEFTObjective`` call with 
 task's default objectives and the trial protocol of ``docs/trial-protocol.md`` (400
 held-out test examples where the task's data allows, accuracy and val_loss with their
 standard errors, a 4-point learning curve on 64 validation examples, the zero-shot
-baseline once per study). The search space is the product's with 10-200 steps on a log
-scale. Methods take turns per task from a per-task offset (each gets 6-7 of 40); every
+baseline once per study). The search space is the product's (10-200 steps on a log
+scale). Methods take turns per task from a per-task offset (each gets 6-7 of 40); every
 other parameter comes from a ``RandomSampler`` seeded by task and trial number. One
 storage, one study per task, one loaded model for all trials.
 
@@ -44,10 +44,9 @@ from metapeft_optuna.tasks import load_task
 from metapeft_optuna.tasks.zoo import BUILTIN_TASKS, standard_sizes
 from metapeft_optuna.training.objective import PEFTObjective
 from metapeft_optuna.training.results import TrainingBudget
-from metapeft_optuna.training.search_space import ParamSpec, PEFTSearchSpace, default_specs
+from metapeft_optuna.training.search_space import PEFTSearchSpace, default_specs
 
 import optuna
-from optuna.distributions import IntDistribution
 from optuna.trial import TrialState
 
 STORAGE = "sqlite:///studies/meta_dataset_v2.db"
@@ -79,29 +78,23 @@ REDO = (PAUSED, "interrupted build", CONTENDED)
 
 
 def build_space() -> PEFTSearchSpace:
-    """The product's space with steps from 10 to 200 on a log scale (its 10-30 left half
-    of the first meta-dataset's tasks at chance)."""
-    specs = [
-        ParamSpec("steps", IntDistribution(10, 200, log=True), s.methods)
-        if s.name == "steps"
-        else s
-        for s in default_specs()
-    ]
-    return PEFTSearchSpace(specs=specs)
+    """Steps from 10 to 200 on a log scale (the product's space since v2; in v1's 10-30
+    half of the first meta-dataset's tasks stayed at chance). Pinned here, so the build
+    resumes in the space it began in whatever the product's default becomes."""
+    return PEFTSearchSpace(specs=default_specs(steps=(10, 200)))
 
 
 def recorded_space(experiences) -> PEFTSearchSpace:
-    """The space the ``experiences`` were recorded in: the product's (v1, the tests' data)
-    when it holds every configuration, else the build's (v2). Benchmarks fit meta-models,
-    oracles and samplers in it: the product's space encodes a v2 run's 200 steps as 9.5
-    of its [0, 1] range, and a sampler confined to 10-30 steps never reaches most of
-    v2's recorded configurations."""
-    for space in (PEFTSearchSpace(), build_space()):
+    """The space the ``experiences`` were recorded in: v1's (10-30 steps in tens; the
+    tests' data) when it holds every configuration, else the build's (v2). Benchmarks fit
+    meta-models, oracles and samplers in it, so v1's figures reproduce in v1's space, and
+    a sampler confined to 10-30 steps never has to reach v2's longer configurations."""
+    for space in (PEFTSearchSpace(specs=default_specs(steps=(10, 30, 10))), build_space()):
         if all(space.contains(e.hyperparameters) for e in experiences):
             return space
     raise SystemExit(
-        "the experience holds configurations outside both the product's search space and "
-        "the meta-dataset build's (benchmarks/build_meta_dataset.py build_space)"
+        "the experience holds configurations outside both v1's search space (10-30 steps) "
+        "and the meta-dataset build's (benchmarks/build_meta_dataset.py build_space)"
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import time
 
 from metapeft_optuna import meta
@@ -81,10 +82,18 @@ def test_prior_train_show_and_recommend(tmp_path, capsys, monkeypatch, small_pri
     )
     monkeypatch.setenv("METAPEFT_PRIOR", str(tmp_path / "prior"))
     assert main(["prior", "show"]) == 0
-    assert "parity@64" in capsys.readouterr().out
+    assert re.search(r"parity@64 .* accuracy [01]\.\d{3}", capsys.readouterr().out)
     assert main(["recommend", "--task", "iris", "--model", "tiny"]) == 0
     out = capsys.readouterr().out
     assert "method:" in out and "Most similar past tasks" in out
+
+
+def test_prior_show_gives_the_best_quality_as_its_metric_reports_it():
+    from metapeft_optuna.cli.commands import best_quality_label
+
+    loss = {"best_quality": {"lora": -2.75, "dora": -3.0}, "quality_metric": "val_loss"}
+    assert best_quality_label(loss) == "val_loss 2.750"
+    assert best_quality_label({"best_quality": {"lora": 0.5}}) == "accuracy 0.500"
 
 
 def test_prior_train_folds_a_users_storage_into_the_prior_and_uses_it(

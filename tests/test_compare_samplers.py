@@ -188,6 +188,7 @@ def test_live_mode_learns_without_the_live_tasks_and_resumes(compare, tmp_path, 
 
     monkeypatch.setattr(compare, "fitted_system", recorded_system)
     monkeypatch.setattr(compare, "build_running", lambda: False)
+    monkeypatch.setattr(compare, "wait_while_held", lambda: None)  # not the repository build's hold
     monkeypatch.setattr(compare, "LIVE_BUDGET", compare.TrainingBudget(eval_examples=16))
     out, storage = tmp_path / "out", f"sqlite:///{tmp_path / 'live.db'}"
     monkeypatch.setattr(sys, "argv", live_argv(experience, out, storage, trials=1))

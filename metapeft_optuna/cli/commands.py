@@ -128,6 +128,13 @@ def cmd_prior_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def best_quality_label(summary: dict) -> str:
+    """A task summary's best quality as its metric reports it: ``"val_loss 2.684"``."""
+    metric = summary.get("quality_metric", "accuracy")  # absent in priors saved before
+    best = max(summary["best_quality"].values())
+    return f"{metric} {-schema.OBJECTIVE_SPECS[metric].sign * best:.3f}"
+
+
 def cmd_prior_show(args: argparse.Namespace) -> int:
     from ..meta.prior import load_prior, prior_path
 
@@ -148,7 +155,7 @@ def cmd_prior_show(args: argparse.Namespace) -> int:
                 "task": s["name"],
                 "trials": s["trials"],
                 "best method": s["best_method"],
-                "best quality": f"{max(s['best_quality'].values()):.3f}",
+                "best quality": best_quality_label(s),
             }
             for s in system.task_summaries_
         ],

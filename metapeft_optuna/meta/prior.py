@@ -23,7 +23,7 @@ from .system import MetaPEFTSystem
 ENV_VAR = "METAPEFT_PRIOR"
 REPOSITORY_PRIOR = Path(__file__).resolve().parents[2] / "studies" / "prior"
 INSTALLED_PRIOR = Path(sys.prefix) / "share" / "metapeft-optuna" / "prior"
-META_DATASET = Path(__file__).resolve().parents[2] / "studies" / "meta_dataset.jsonl"
+META_DATASET = Path(__file__).resolve().parents[2] / "studies" / "meta_dataset_v2.jsonl"
 
 
 def user_prior_path() -> Path:

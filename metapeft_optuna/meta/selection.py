@@ -22,7 +22,8 @@ from .networks import MethodSelectionNetwork, TaskEmbeddingNetwork
 
 def task_summary(key: str, experiences: Sequence[PEFTExperience]) -> dict[str, Any]:
     """What a source task showed: its best quality per method (accuracy, or minus val_loss
-    where accuracy was not measured; :attr:`PEFTExperience.quality`)."""
+    where that is the task's quality objective; :attr:`PEFTExperience.quality`), and the
+    metric it reads (``"quality_metric"``)."""
     first = experiences[0]
     best: dict[str, float] = {}
     for e in experiences:
@@ -33,6 +34,7 @@ def task_summary(key: str, experiences: Sequence[PEFTExperience]) -> dict[str, A
         "model": first.model_info.get("name", ""),
         "trials": len(experiences),
         "best_quality": best,
+        "quality_metric": first.quality_metric,
         "best_method": max(best, key=best.get),
         "context": context_vector(first.task_characteristics, first.model_info).tolist(),
     }
