@@ -35,12 +35,16 @@ from pathlib import Path
 
 import metapeft_optuna  # noqa: F401  (preloads BLAS before mlx)
 from metapeft_optuna.training import PEFTSearchSpace
+from metapeft_optuna.training.search_space import default_specs
 
 import numpy as np
 import optuna
 
 TASK = "sentiment_strength@256"
 METHODS = ("lora", "dora", "prompt_tuning", "p_tuning")
+# The configurations' space: 10-30 steps, the product's default when this benchmark was
+# first measured (docs/performance.md), so its figures stay comparable across runs.
+SPACE = PEFTSearchSpace(methods=METHODS, specs=default_specs(steps=(10, 30, 10)))
 ARRANGEMENTS = ((1, 2), (2, 1))  # (workers, threads per worker) on 2 cores
 TARGETS = {
     "qv": ["q_proj", "v_proj"],
@@ -51,7 +55,7 @@ TARGETS = {
 
 def configurations(n: int, seed: int) -> list[dict]:
     """``n`` configurations of the search space, the methods in turn."""
-    space, rng = PEFTSearchSpace(methods=METHODS), np.random.default_rng(seed)
+    space, rng = SPACE, np.random.default_rng(seed)
     return [space.sample(rng, method=METHODS[i % len(METHODS)]) for i in range(n)]
 
 
@@ -77,7 +81,7 @@ class TorchObjective:
         self.base = AutoModelForCausalLM.from_pretrained(
             str(gguf.parent), gguf_file=gguf.name, torch_dtype=torch.float32
         )
-        self.space = PEFTSearchSpace(methods=METHODS)
+        self.space = SPACE
         self.torch = torch
 
     def peft_config(self, params: dict):
@@ -252,7 +256,7 @@ def worker(side: str, storage: str, study_name: str, eval_examples: int) -> None
         objective = PEFTObjective(
             TASK,
             "smollm2-135m",
-            search_space=PEFTSearchSpace(methods=METHODS),
+            search_space=SPACE,
             budget=TrainingBudget(eval_examples=eval_examples),
             notes=False,
         )
@@ -276,7 +280,7 @@ def run_side(side: str, configs: list[dict], workers: int, threads: int, args) -
     folder = Path(tempfile.mkdtemp(prefix=f"throughput-{side}-"))
     storage = f"sqlite:///{folder / 'study.db'}"
     directions = (
-        PEFTObjective(TASK, search_space=PEFTSearchSpace(methods=METHODS)).directions
+        PEFTObjective(TASK, search_space=SPACE).directions
         if side == "mlx"
         else ["maximize"]
     )

@@ -263,22 +263,22 @@ def test_system_save_load_round_trip(fitted, experiences, tmp_path):
 
 
 def test_fitting_on_experience_outside_the_space_warns_by_parameter(experiences):
-    odd = [ran(experiences[0], steps=150), ran(experiences[1], steps=40, batch_size=32)]
-    match = r"batch_size 32 outside Categorical.*; steps 40..150 outside IntDistribution"
+    odd = [ran(experiences[0], steps=300), ran(experiences[1], steps=5, batch_size=32)]
+    match = r"batch_size 32 outside Categorical.*; steps 5..300 outside IntDistribution"
     with pytest.warns(UserWarning, match=match):
         MetaPEFTSystem(surrogate_config=FAST).fit(ExperienceBuffer([*odd, *experiences[2:]]))
 
 
 def test_a_loaded_system_encodes_in_the_ranges_it_was_trained_in(fitted, tmp_path):
-    # Loaded for a study searching 10-200 steps, a system trained on 10-30 steps still
-    # places 30 steps at the top of its range, not at 0.2 of someone else's.
+    # Loaded for a study searching 10-30 steps, a system trained on 10-200 steps still
+    # places 200 steps at the top of its range, not far above the top of someone else's.
     fitted.save(tmp_path / "model", include_experience=False)
-    wide = PEFTSearchSpace(specs=default_specs(steps=(10, 200, 10)))
-    loaded = MetaPEFTSystem.load(tmp_path / "model", wide)
+    narrow = PEFTSearchSpace(specs=default_specs(steps=(10, 30, 10)))
+    loaded = MetaPEFTSystem.load(tmp_path / "model", narrow)
     steps = loaded.search_space.distributions()["steps"]
     assert steps == fitted.search_space.distributions()["steps"]
     column = loaded.search_space.feature_names().index("steps")
-    assert loaded.search_space.encode({"method": "lora", "steps": 30})[column] == 1.0
+    assert loaded.search_space.encode({"method": "lora", "steps": 200})[column] == 1.0
 
 
 def test_learn_from_experience_updates_incrementally(experiences):

@@ -312,7 +312,7 @@ def test_failed_trials_keep_the_study_usable(tiny, nan, space, budget, reason):
     failed = study.trials[0]
     assert failed.state == optuna.trial.TrialState.FAIL
     assert reason in failed.user_attrs[schema.TRIAL_FAIL_REASON]
-    good_space = _space(methods=space.methods, steps=IntDistribution(2, 4))
+    good_space = _space(methods=space.methods, steps=IntDistribution(2, 4, log=True))
     good = PEFTObjective("parity@64", model=tiny, search_space=good_space, budget=BUDGET)
     study.optimize(good, n_trials=1)
     assert study.trials[1].state == optuna.trial.TrialState.COMPLETE
