@@ -280,9 +280,7 @@ def run_side(side: str, configs: list[dict], workers: int, threads: int, args) -
     folder = Path(tempfile.mkdtemp(prefix=f"throughput-{side}-"))
     storage = f"sqlite:///{folder / 'study.db'}"
     directions = (
-        PEFTObjective(TASK, search_space=SPACE).directions
-        if side == "mlx"
-        else ["maximize"]
+        PEFTObjective(TASK, search_space=SPACE).directions if side == "mlx" else ["maximize"]
     )
     study = optuna.create_study(study_name=side, storage=storage, directions=directions)
     for config in configs:
