@@ -21,7 +21,7 @@ nothing heavy may overlap a trial: run such work through ``benchmarks/pause_buil
 COMMAND``, which lets the running trial finish, holds the build between trials while
 the command runs, then releases it. Each trial records the load average at its start.
 
-    nohup python benchmarks/build_meta_dataset.py >> studies/meta_dataset_v2.log 2>&1 &
+    nohup python benchmarks/build_meta_dataset.py [--core] >> studies/meta_dataset_v2.log 2>&1 &
     python benchmarks/build_meta_dataset.py --report
     python benchmarks/build_meta_dataset.py --export studies/meta_dataset_v2.jsonl
 """
@@ -357,6 +357,9 @@ def main() -> None:
     parser.add_argument("--storage", default=STORAGE)
     parser.add_argument("--configs", type=int, default=CONFIGS, help="trials per task")
     parser.add_argument("--tasks", nargs="+", help="task specs (default: every built-in task)")
+    parser.add_argument(
+        "--core", action="store_true", help="only the CORE tasks: stop when they are complete"
+    )
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--report", action="store_true", help="print progress and cost only")
     parser.add_argument("--export", help="write the experience as JSON Lines to this path")
@@ -384,6 +387,8 @@ def main() -> None:
         print(report(args.storage))
         return
     tasks = args.tasks or task_specs()
+    if args.core:
+        tasks = [spec for spec in tasks if spec.split("@")[0] in CORE]
     for spec in tasks:
         load_task(spec)  # a bad name fails before the model loads
     print(

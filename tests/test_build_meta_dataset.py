@@ -50,6 +50,16 @@ def test_contended_trials_are_failed_and_redone_atomically(build, tmp_path):
         build.mark_contended("postgresql://localhost/x", [1])
 
 
+def test_core_builds_only_the_core_tasks(build, monkeypatch, tmp_path):
+    ran = {}
+    monkeypatch.setattr(build, "build", lambda storage, tasks, *_: ran.update(tasks=tasks))
+    monkeypatch.setattr(build, "report", lambda storage: "")
+    storage = f"sqlite:///{tmp_path / 'v2.db'}"
+    monkeypatch.setattr(sys, "argv", ["build_meta_dataset.py", "--storage", storage, "--core"])
+    build.main()
+    assert sorted(spec.split("@")[0] for spec in ran["tasks"]) == sorted(build.CORE)
+
+
 def test_first_step_overhead_reads_the_recorded_curves(monkeypatch, capsys):
     overhead = import_benchmark("first_step_overhead")
     # Steady at 2 s a step from the second point on: the first 5 steps took 4 s extra.
