@@ -642,6 +642,12 @@ CATALOGUE: list[BadInput] = [
     ),
     BadInput(
         "python",
+        "default_specs with one number of steps",
+        "steps",
+        call=_python(SPECS, steps=(10,)),
+    ),
+    BadInput(
+        "python",
         "default_specs with no batch size",
         "batch_sizes",
         call=_python(SPECS, batch_sizes=()),

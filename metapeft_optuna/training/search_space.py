@@ -58,16 +58,15 @@ def default_specs(
             f"default_specs: learning_rate={learning_rate!r} must be (low, high) with "
             "0 < low <= high."
         )
-    fewest, most, *grid = steps
-    if not 1 <= fewest <= most or len(grid) > 1 or any(g < 1 for g in grid):
+    if len(steps) not in (2, 3) or not 1 <= steps[0] <= steps[1] or min(steps[2:], default=1) < 1:
         raise ConfigError(
             f"default_specs: steps={steps!r} must be (low, high) or (low, high, step) with "
             "1 <= low <= high and step >= 1."
         )
     step_distribution = (
-        IntDistribution(fewest, most, step=grid[0])
-        if grid
-        else IntDistribution(fewest, most, log=True)
+        IntDistribution(steps[0], steps[1], step=steps[2])
+        if len(steps) == 3
+        else IntDistribution(steps[0], steps[1], log=True)
     )
     if not batch_sizes or any(not isinstance(b, int) or b < 1 for b in batch_sizes):
         raise ConfigError(
