@@ -54,7 +54,9 @@ LABELS = {
 }
 
 
-def sampler_for(name: str, seed: int, context: tuple, prior: Path, space, storage):
+def sampler_for(
+    name: str, seed: int, context: tuple, prior: Path, space, storage, warm_start: int = 3
+):
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True)
     chars, info = context
@@ -69,6 +71,7 @@ def sampler_for(name: str, seed: int, context: tuple, prior: Path, space, storag
         system=system,
         use_prior=False,
         learn_from_storage=name == "loop",
+        n_warm_start=warm_start,
         seed=seed,
     )
 
@@ -87,7 +90,9 @@ def run_order(order: int, groups: dict, problems: dict, args, space, workdir: Pa
             first = groups[key][0]
             context = (first.task_characteristics, first.model_info)
             oracle, scale, best_hv, _ = problems[key]
-            sampler = sampler_for(name, order * 1000 + k, context, prior, space, storage)
+            sampler = sampler_for(
+                name, order * 1000 + k, context, prior, space, storage, args.warm_start
+            )
             study = peft_study(
                 sampler,
                 first.task_name,
@@ -184,6 +189,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10, help="trials per study")
     parser.add_argument("--prior-tasks", type=int, default=3, help="tasks the prior learns")
     parser.add_argument("--late", type=int, default=8, help="'many earlier studies' from here")
+    parser.add_argument(
+        "--warm-start", type=int, default=3, help="MetaPEFTSampler's n_warm_start (ablations)"
+    )
     parser.add_argument("--out", default="docs/benchmarks")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
