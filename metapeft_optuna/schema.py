@@ -192,6 +192,7 @@ TRIAL_TRAINABLE_PARAMETERS = "trainable_parameters"
 TRIAL_EVAL_SECONDS = "eval_seconds"
 TRIAL_ADAPTER = "adapter_path"
 TRIAL_FAIL_REASON = "fail_reason"
+TRIAL_PRUNE_REASON = "prune_reason"  # set when a trial is pruned by a deadline
 INTERRUPTED = "interrupted"  # how the fail reason of a trial stopped by a signal starts
 TRIAL_PREDICTION = "metapeft_prediction"
 # Every metric measured on the test split, objective or not, with standard errors:

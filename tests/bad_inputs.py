@@ -317,6 +317,7 @@ CATALOGUE: list[BadInput] = [
     BadInput("option", "zero trials", "--trials=0", _tune("--trials", "0")),
     BadInput("option", "a negative timeout", "--timeout=-1.0", _tune("--timeout", "-1")),
     BadInput("option", "a timeout that is not a number", "--timeout", _tune("--timeout", "soon")),
+    BadInput("option", "a negative deadline", "--deadline=-1.0", _tune("--deadline", "-1")),
     BadInput(
         "option", "zero evaluation examples", "--eval-examples=0", _tune("--eval-examples", "0")
     ),

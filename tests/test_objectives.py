@@ -3,9 +3,12 @@ the pruner and the experience reader; foreign studies refused; val_loss and base
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import time
 
 from metapeft_optuna import MetaPEFTPruner, MetaPEFTSampler, schema
+from metapeft_optuna.cli.report import trial_line
 from metapeft_optuna.errors import ConfigError
 from metapeft_optuna.meta import ExperienceBuffer
 from metapeft_optuna.tasks import Example, Task
@@ -267,3 +270,27 @@ def test_a_retried_trial_measures_afresh(tiny):
     steps = [p["step"] for p in trial.user_attrs[schema.TRIAL_CURVE]]
     assert steps == sorted(set(steps)) and steps[-1] == 10
     assert not trial.user_attrs.get(schema.TRIAL_FAIL_REASON)
+
+
+def test_a_trial_still_training_after_the_deadline_is_pruned_before_its_last_point(tiny):
+    passed = time.time() - 1
+    objective = PEFTObjective(
+        "parity@64", model=tiny, search_space=LORA, budget=BUDGET, deadline=passed
+    )
+    study = optuna.create_study(directions=objective.directions)
+    study.enqueue_trial({"method": "lora", "steps": 20})
+    study.optimize(objective, n_trials=1)
+    pruned = study.trials[0]
+    assert pruned.state == optuna.trial.TrialState.PRUNED
+    assert pruned.user_attrs[schema.TRIAL_PRUNE_REASON] == "the study's deadline passed"
+    assert trial_line(pruned, objective.objectives).endswith(
+        "pruned after step 10: the study's deadline passed"
+    )
+    # Its one curve point is its last: the training is done, so it is scored.
+    one_point = dataclasses.replace(BUDGET, curve_points=1)
+    last_only = PEFTObjective(
+        "parity@64", model=tiny, search_space=LORA, budget=one_point, deadline=passed
+    )
+    study.enqueue_trial({"method": "lora", "steps": 20})
+    study.optimize(last_only, n_trials=1)
+    assert study.trials[1].state == optuna.trial.TrialState.COMPLETE

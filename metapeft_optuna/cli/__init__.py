@@ -74,6 +74,13 @@ def _add_tune_options(parser: argparse.ArgumentParser, *, main: bool) -> None:
         help="stop starting new trials after this many seconds (default: %(default)s)",
     )
     parser.add_argument(
+        "--deadline",
+        type=float,
+        default=390 if main else None,
+        help="prune a trial still training after this many seconds, at its next "
+        "learning-curve point (default: %(default)s)",
+    )
+    parser.add_argument(
         "--storage",
         default=MAIN_STORAGE,
         help="sqlite:///PATH, postgresql://..., or a journal file (PATH.log) "

@@ -63,6 +63,8 @@ def trial_line(trial, objectives: Sequence[str]) -> str:
         curve = trial.user_attrs.get(schema.TRIAL_CURVE) or [{}]
         step = trial.last_step if trial.last_step is not None else curve[-1].get("step", "?")
         line = f"{head} · pruned after step {step}"
+        if reason := trial.user_attrs.get(schema.TRIAL_PRUNE_REASON):
+            line += f": {reason}"
     else:
         reason = trial.user_attrs.get(schema.TRIAL_FAIL_REASON) or trial.state.name.lower()
         line = f"{head} · failed: {reason}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -96,6 +97,7 @@ def check_options(args: argparse.Namespace) -> None:
     owner = "metapeft tune"
     check_int(owner, "--trials", args.trials)
     check_number(owner, "--timeout", args.timeout, 0, low_open=True, optional=True)
+    check_number(owner, "--deadline", args.deadline, 0, low_open=True, optional=True)
     check_int(owner, "--eval-examples", args.eval_examples)
     check_int(owner, "--workers", args.workers)
     check_number(owner, "--memory-limit-mb", args.memory_limit_mb, 0, low_open=True, optional=True)
@@ -223,6 +225,8 @@ def optimize(args: argparse.Namespace, objective, storage, study_name: str, arti
     remaining = args.trials - counted_trials(study)
     code = 0
     if remaining > 0:
+        if args.deadline is not None:  # counted, like --timeout, from here
+            objective.deadline = time.time() + args.deadline
         try:
             with stop_signals():
                 study.optimize(

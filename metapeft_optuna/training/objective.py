@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import tempfile
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,6 +68,10 @@ class PEFTObjective:
             predicted against measured values, settings).
         objectives: Names of the objectives to return, in that order (default: the
             task's quality objective, ``peak_memory_mb``, ``train_seconds``).
+        deadline: A ``time.time()`` after which a trial still training is pruned at its
+            next learning-curve point before the last, with the reason in its
+            ``prune_reason`` user attribute (None: never; ``metapeft tune --deadline``).
+            Optuna's ``timeout`` only stops new trials from starting.
 
     Raises:
         ConfigError: An unknown or repeated objective name; or, at the first trial, a
@@ -96,8 +101,10 @@ class PEFTObjective:
         artifact_store: optuna.artifacts.FileSystemArtifactStore | None = None,
         notes: bool = True,
         objectives: Sequence[str] | None = None,
+        deadline: float | None = None,
     ):
         self.task = load_task(task) if isinstance(task, str) else task
+        self.deadline = deadline
         self.objectives = schema.check_objectives(
             objectives or schema.default_objectives(self.task.quality_objective)
         )
@@ -295,7 +302,7 @@ class PEFTObjective:
                 hyperparameters,
                 self.budget,
                 output_dir=output_dir,
-                on_curve_point=lambda p: self._on_curve_point(trial, p),
+                on_curve_point=lambda p: self._on_curve_point(trial, p, hyperparameters),
                 score_accuracy=self.scores_accuracy,
             )
         except KeyboardInterrupt as exc:  # Optuna fails the trial; say why
@@ -342,10 +349,17 @@ class PEFTObjective:
             self._noted.add(key)
             dashboard.save_note(trial.study, dashboard.study_note(attrs))
 
-    def _on_curve_point(self, trial: optuna.Trial, point: CurvePoint) -> None:
+    def _on_curve_point(
+        self, trial: optuna.Trial, point: CurvePoint, hyperparameters: dict
+    ) -> None:
         # Single-objective pruners compare what tracks the study's own objective.
         curve_key = schema.OBJECTIVE_SPECS[self.objectives[0]].curve_key
         reporting.report(trial, point.to_dict(), metric=curve_key)
+        # At the last point the training is done: only the evaluation is left to pay.
+        late = self.deadline is not None and time.time() > self.deadline
+        if late and point.step < hyperparameters["steps"]:
+            trial.set_user_attr(schema.TRIAL_PRUNE_REASON, "the study's deadline passed")
+            raise optuna.TrialPruned(f"deadline passed at step {point.step}")
         if reporting.should_prune(trial):
             raise optuna.TrialPruned(f"pruned at step {point.step}")
 
