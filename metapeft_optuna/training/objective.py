@@ -6,7 +6,6 @@ import logging
 import math
 import os
 import tempfile
-import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,9 +68,7 @@ class PEFTObjective:
         objectives: Names of the objectives to return, in that order (default: the
             task's quality objective, ``peak_memory_mb``, ``train_seconds``).
         deadline: A ``time.time()`` after which a trial still training is pruned at its
-            next learning-curve point before the last, with the reason in its
-            ``prune_reason`` user attribute (None: never; ``metapeft tune --deadline``).
-            Optuna's ``timeout`` only stops new trials from starting.
+            next learning-curve point but the last (:func:`reporting.prune_if_due`).
 
     Raises:
         ConfigError: An unknown or repeated objective name; or, at the first trial, a
@@ -302,7 +299,7 @@ class PEFTObjective:
                 hyperparameters,
                 self.budget,
                 output_dir=output_dir,
-                on_curve_point=lambda p: self._on_curve_point(trial, p, hyperparameters),
+                on_curve_point=lambda p: self._on_curve_point(trial, p, hyperparameters["steps"]),
                 score_accuracy=self.scores_accuracy,
             )
         except KeyboardInterrupt as exc:  # Optuna fails the trial; say why
@@ -349,19 +346,11 @@ class PEFTObjective:
             self._noted.add(key)
             dashboard.save_note(trial.study, dashboard.study_note(attrs))
 
-    def _on_curve_point(
-        self, trial: optuna.Trial, point: CurvePoint, hyperparameters: dict
-    ) -> None:
+    def _on_curve_point(self, trial: optuna.Trial, point: CurvePoint, steps: int) -> None:
         # Single-objective pruners compare what tracks the study's own objective.
         curve_key = schema.OBJECTIVE_SPECS[self.objectives[0]].curve_key
         reporting.report(trial, point.to_dict(), metric=curve_key)
-        # At the last point the training is done: only the evaluation is left to pay.
-        late = self.deadline is not None and time.time() > self.deadline
-        if late and point.step < hyperparameters["steps"]:
-            trial.set_user_attr(schema.TRIAL_PRUNE_REASON, "the study's deadline passed")
-            raise optuna.TrialPruned(f"deadline passed at step {point.step}")
-        if reporting.should_prune(trial):
-            raise optuna.TrialPruned(f"pruned at step {point.step}")
+        reporting.prune_if_due(trial, point.step, steps, self.deadline)
 
     def _record(self, trial: optuna.Trial, result: TrialResult, values: tuple[float, ...]) -> None:
         trial.set_user_attr(schema.TRIAL_METRICS, result.metrics)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import optuna
@@ -43,3 +44,19 @@ def should_prune(trial: optuna.Trial) -> bool:
         return False
     frozen = trial.study._storage.get_trial(trial._trial_id)
     return bool(pruner.prune(trial.study, frozen))
+
+
+def prune_if_due(trial: optuna.Trial, step: int, steps: int, deadline: float | None) -> None:
+    """Prune ``trial`` at its learning-curve point after ``step`` of ``steps``: when the
+    ``deadline`` (a ``time.time()``; None: none) has passed and this is not the last point
+    (training done, only the evaluation left), with the reason in the ``prune_reason``
+    user attribute; else when the study's pruner decides (:func:`should_prune`).
+
+    Raises:
+        optuna.TrialPruned: To stop the trial.
+    """
+    if deadline is not None and time.time() > deadline and step < steps:
+        trial.set_user_attr(schema.TRIAL_PRUNE_REASON, "the study's deadline passed")
+        raise optuna.TrialPruned(f"deadline passed at step {step}")
+    if should_prune(trial):
+        raise optuna.TrialPruned(f"pruned at step {step}")
