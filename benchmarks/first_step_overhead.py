@@ -24,7 +24,7 @@ from metapeft_optuna.meta import ExperienceBuffer
 import numpy as np
 
 LENGTHS = (
-    (30, "10-30 steps (the product's default space)"),
+    (30, "10-30 steps (v1's space, the product's default until 2026-12-07)"),
     (80, "31-80 steps"),
     (math.inf, "over 80 steps"),
 )
