@@ -597,8 +597,10 @@ def live_mode(args: argparse.Namespace) -> None:
                     objectives=objectives,
                 )
                 mark_interrupted(studies[key])
-    while todo := [k for k, s in studies.items() if len(counted(s)) < args.trials]:
-        key = min(todo, key=lambda k: len(counted(studies[k])))
+    while todo := {
+        k: n for k, s in studies.items() if (n := len(counted(s))) < args.trials
+    }:  # each study's storage read once per trial
+        key = min(todo, key=todo.get)
         wait_while_held()
         started = time.time()
         optimise(studies[key], 1, space, evaluators[key[0]], num_layers)
