@@ -564,6 +564,9 @@ def live_mode(args: argparse.Namespace) -> None:
     print(f"meta-model: {len(sources)} of the {len(groups)} tasks in {args.experience}")
     system = fitted_system(sources, space, args.system_cache)
     samplers = [s for s in args.samplers if s in ("meta", "tpe")]
+    # Every live study shares --storage: learning from it would hand a meta study the other
+    # seeds' trials on its own task, so the meta-model sees the sources only.
+    options = {**meta_options(args), "learn_from_storage": False}
     studies: dict[tuple[str, str, int], optuna.Study] = {}
     evaluators, objectives_of = {}, {}
     for task_name in args.tasks:
@@ -584,9 +587,7 @@ def live_mode(args: argparse.Namespace) -> None:
         evaluators[task_name] = evaluate
         for seed in seeds(args):
             for name in samplers:
-                sampler = make_sampler(
-                    name, seed, context, system, None, [], meta_options(args), space
-                )
+                sampler = make_sampler(name, seed, context, system, None, [], options, space)
                 key = (task_name, name, seed)
                 studies[key] = peft_study(
                     sampler,

@@ -187,6 +187,8 @@ def test_live_mode_learns_without_the_live_tasks_and_resumes(compare, tmp_path, 
         return small_system(others, space, cache)
 
     monkeypatch.setattr(compare, "fitted_system", recorded_system)
+    updates = []  # what the meta-model learns beyond its sources: nothing
+    monkeypatch.setattr(compare.MetaPEFTSystem, "update", lambda self, b: updates.append(b))
     monkeypatch.setattr(compare, "build_running", lambda: False)
     monkeypatch.setattr(compare, "wait_while_held", lambda: None)  # not the repository build's hold
     monkeypatch.setattr(compare, "LIVE_BUDGET", compare.TrainingBudget(eval_examples=16))
@@ -202,6 +204,8 @@ def test_live_mode_learns_without_the_live_tasks_and_resumes(compare, tmp_path, 
     compare.main()
     names = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
     assert names == {"live-parity@128-meta-0": 3, "live-parity@128-tpe-0": 2}
+    # The storage holds the TPE study of the same task: the meta study must not learn from it.
+    assert updates == []
     interrupted = meta.trials[1]
     assert interrupted.state == optuna.trial.TrialState.FAIL
     assert interrupted.user_attrs[schema.TRIAL_FAIL_REASON] == "interrupted build"
