@@ -532,7 +532,8 @@ def source_studies(
 def build_running() -> bool:
     """True while the meta-dataset build runs: live timings are objectives, and it would
     share the CPU with them."""
-    return subprocess.run(["pgrep", "-f", "benchmarks/build_meta_dataset.py"]).returncode == 0
+    pattern = "benchmarks/build_meta_dataset.py"
+    return subprocess.run(["pgrep", "-f", pattern], stdout=subprocess.DEVNULL).returncode == 0
 
 
 def live_mode(args: argparse.Namespace) -> None:

@@ -15,13 +15,14 @@ Reported: the second task's normalised hypervolume after 1..``--trials`` trials 
 known front is that of every trial of both arms; quality is the task's own objective,
 then peak memory and training time), paired by seed, and each arm's first trial.
 
-    python benchmarks/second_study.py --first number_to_words@256 \\
-        --second words_to_number@256 [--model smollm2-135m] [--seeds 3] [--trials 5]
+    python benchmarks/second_study.py --first emoji_name@256 \\
+        --second unicode_name@256 [--model smollm2-135m] [--seeds 3] [--trials 5]
 
 Resumable: a rerun continues each study where it stopped (``--trials`` is a study's total,
 as in ``metapeft tune``). It refuses to run beside the meta-dataset build (both are timed)
-and, between studies, waits while ``benchmarks/pause_build.sh`` holds the machine.
-Writes ``second_study.csv`` and ``second_study.md`` under ``--out``.
+unless the build is held (``bash benchmarks/pause_build.sh python benchmarks/second_study.py
+...``, for short runs) and, between studies, waits while ``pause_build.sh`` holds the machine.
+Writes ``second_study_MODEL.csv`` and ``second_study_MODEL.md`` under ``--out``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from metapeft_optuna.tasks import load_task
 
 import numpy as np
 import optuna
-from build_meta_dataset import wait_while_held
+from build_meta_dataset import IDLE, wait_while_held
 from compare_samplers import TaskScale, build_running, hv_curve
 from sequential_studies import mean_se
 
@@ -85,7 +86,8 @@ def train_prior(args: argparse.Namespace, out: Path) -> Path:
 
 def tune(args: argparse.Namespace, prior: Path, task: str, storage: Path, seed: int, n: int):
     """One study of ``n`` trials (its total: a rerun resumes it)."""
-    wait_while_held()
+    if not args.held:
+        wait_while_held()
     metapeft(
         *("tune", "--task", task, "--model", args.model, "--sampler", "meta"),
         *("--storage", f"sqlite:///{storage}", "--study-name", task, "--seed", str(seed)),
@@ -196,10 +198,12 @@ def main() -> None:
     parser.add_argument("--prior", help="a trained prior to use (default: train one)")
     parser.add_argument("--out", default="docs/benchmarks")
     args = parser.parse_args()
-    if build_running():
+    args.held = os.path.exists(IDLE)  # run by pause_build.sh: its hold is this run's
+    if build_running() and not args.held:
         sys.exit(
             "second_study.py: the meta-dataset build is running and would share the CPU with "
-            "the timed fine-tunes; stop it first (see benchmarks/pause_build.sh)"
+            "the timed fine-tunes; stop it, or hold it for a short run: "
+            "bash benchmarks/pause_build.sh python benchmarks/second_study.py ..."
         )
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storages = Path(args.storage_dir)
@@ -214,12 +218,12 @@ def main() -> None:
     rows = results(args, storages)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "second_study.csv", "w", newline="") as fh:
+    with open(out / f"second_study_{args.model}.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     summary = summarise(rows, args)
-    (out / "second_study.md").write_text(summary)
+    (out / f"second_study_{args.model}.md").write_text(summary)
     print("\n" + summary)
 
 

@@ -67,6 +67,6 @@ def test_the_second_study_learns_from_the_first_and_alone_does_not(second, tmp_p
         # The storage's first study is one more source task for the second.
         known = tasks_known(storages / f"seed{seed}.db", "reverse_word@64")
         assert known == tasks_known(storages / f"alone{seed}.db", "reverse_word@64") + 1
-    summary = (out / "second_study.md").read_text()
+    summary = (out / "second_study_tiny.md").read_text()
     assert "| 2 |" in summary and "difference (paired)" in summary
-    assert len((out / "second_study.csv").read_text().splitlines()) == 1 + 2 * 2 * 2
+    assert len((out / "second_study_tiny.csv").read_text().splitlines()) == 1 + 2 * 2 * 2
