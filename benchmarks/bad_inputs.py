@@ -51,9 +51,9 @@ its trial with the reason in the trial's `fail_reason` attribute, and the study 
   user (study names) never become paths: files are named by study and trial ids.
 - **Resuming.** A trial cut short (a signal, a dead worker) does not count towards
   `--trials`, and its configuration is enqueued once; the next run tries it first.
-- **Many machines:** see the README's PostgreSQL section (workers may start together
-  on an empty database; `tests/test_postgres.py` runs 4 workers x 5 trials against a
-  real server: 20 trials, 20 distinct configurations).
+- **Many machines:** see the README's paragraph on several machines (workers may start
+  together on an empty database; `tests/test_postgres.py` runs 4 workers x 5 trials
+  against a real server: 20 trials, 20 distinct configurations).
 
 ## The fault benchmark
 

@@ -11,7 +11,7 @@ PyTorch side is HF peft's standard recipe on SmolLM2-135M in float32 from the sa
 the same token ids and batches, labels on the answer tokens, AdamW with the same warm-up
 and cosine schedule. Both sides measure the same things, as the product's trial protocol
 asks (docs/trial-protocol.md): the study's zero-shot baseline once, a 4-point learning
-curve on 64 validation examples (clock stopped), and accuracy (the arg-max among the
+curve on 32 validation examples (clock stopped), and accuracy (the arg-max among the
 labels' first tokens) and val_loss on the test examples, all from one teacher-forced pass
 per batch of 32. Wall time counts everything a study does (process start, model load,
 training, evaluation). Accuracy is compared configuration by configuration.
