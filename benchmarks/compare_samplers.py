@@ -639,12 +639,20 @@ def live_mode(args: argparse.Namespace) -> None:
 def stored_targets(study: optuna.Study, trials: int, objectives: tuple[str, ...]) -> np.ndarray:
     """The (trials, objectives) targets of a live study's first ``trials`` counted trials
     in trial order, NaN for failed ones."""
+    return trial_targets(counted(study)[:trials], objectives)
+
+
+def trial_targets(
+    trials: list[optuna.trial.FrozenTrial], objectives: tuple[str, ...]
+) -> np.ndarray:
+    """``(len(trials), objectives)`` targets (``target_vector``), NaN for trials without
+    values (failed or pruned)."""
     return np.array(
         [
             target_vector(dict(zip(objectives, t.values)), objectives)
             if t.state == optuna.trial.TrialState.COMPLETE
             else np.full(len(objectives), np.nan)
-            for t in counted(study)[:trials]
+            for t in trials
         ]
     )
 

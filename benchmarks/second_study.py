@@ -39,13 +39,12 @@ from metapeft_optuna import schema
 from metapeft_optuna.cli.resume import cut_short
 from metapeft_optuna.meta import ExperienceBuffer
 from metapeft_optuna.meta.acquisition import hypervolume, pareto_mask
-from metapeft_optuna.meta.features import target_vector
 from metapeft_optuna.tasks import load_task
 
 import numpy as np
 import optuna
 from build_meta_dataset import IDLE, wait_while_held
-from compare_samplers import TaskScale, build_running, hv_curve
+from compare_samplers import REFERENCE, TaskScale, build_running, hv_curve, trial_targets
 from sequential_studies import mean_se
 
 ARMS = {
@@ -104,18 +103,6 @@ def finished(storage: Path, task: str, n: int) -> list[optuna.trial.FrozenTrial]
     return [t for t in trials if not cut_short(t)][:n]
 
 
-def targets(trials: list[optuna.trial.FrozenTrial], objectives: tuple[str, ...]) -> np.ndarray:
-    """``(n, 3)`` targets (the log where ``log_scale``), NaN for trials without values."""
-    return np.array(
-        [
-            target_vector(dict(zip(objectives, t.values)), objectives)
-            if t.state == optuna.trial.TrialState.COMPLETE
-            else np.full(len(objectives), np.nan)
-            for t in trials
-        ]
-    )
-
-
 def first_trial(trial: optuna.trial.FrozenTrial, objectives: tuple[str, ...]) -> dict:
     """The first trial's method, quality ± standard error, MB and seconds (None: no values)."""
     metrics = trial.user_attrs.get(schema.TRIAL_METRICS) or {}
@@ -138,13 +125,13 @@ def results(args: argparse.Namespace, out: Path) -> list[dict]:
     }
     any_study = optuna.load_study(study_name=args.second, storage=f"sqlite:///{out / 'seed0.db'}")
     objectives = schema.study_objectives(any_study)
-    outcomes = {key: targets(trials, objectives) for key, trials in runs.items()}
+    outcomes = {key: trial_targets(trials, objectives) for key, trials in runs.items()}
     everything = np.vstack(list(outcomes.values()))
     if not np.isfinite(everything).all(axis=1).any():
         sys.exit(f"{args.second}: every trial failed or was pruned; nothing to compare")
     scale = TaskScale(everything, objectives)
     points = scale(everything)
-    best_hv = hypervolume(points[pareto_mask(points)], np.full(3, 1.1))
+    best_hv = hypervolume(points[pareto_mask(points)], REFERENCE)
     rows = []
     for (arm, seed), trials in runs.items():
         start = first_trial(trials[0], objectives)
