@@ -3,7 +3,9 @@
 Fast mode over the meta-dataset: trials are answered by the per-task oracles of
 ``compare_samplers.py``. For every task order (a seeded permutation of the meta-dataset's
 tasks), a prior is trained on the first ``--prior-tasks`` tasks; each of the other tasks
-then arrives as a ``--trials``-trial study in one storage. Samplers:
+then arrives as a ``--trials``-trial study in one storage. With ``--prior DIR`` the prior
+is that saved meta-model instead (the shipped one, say, when ``--experience`` holds
+another model's fine-tunes) and every task arrives as a study. Samplers:
 
 - ``loop``: MetaPEFTSampler with that prior, learning from every earlier study of its
   storage (its default, ``learn_from_storage=True``);
@@ -79,10 +81,13 @@ def sampler_for(
 def run_order(order: int, groups: dict, problems: dict, args, space, workdir: Path) -> list[dict]:
     """One task order: the prior, then every sampler's sequence of studies."""
     keys = list(np.random.default_rng(order).permutation(sorted(groups)))
-    prior_keys, sequence = keys[: args.prior_tasks], keys[args.prior_tasks :]
-    prior = workdir / f"prior-{order}"
-    buffer = ExperienceBuffer(e for k in prior_keys for e in groups[k])
-    MetaPEFTSystem(space).fit(buffer).save(prior, include_experience=True)
+    if args.prior:  # a given prior (say the shipped one): every task arrives as a study
+        prior, sequence = Path(args.prior), keys
+    else:
+        prior_keys, sequence = keys[: args.prior_tasks], keys[args.prior_tasks :]
+        prior = workdir / f"prior-{order}"
+        buffer = ExperienceBuffer(e for k in prior_keys for e in groups[k])
+        MetaPEFTSystem(space).fit(buffer).save(prior, include_experience=True)
     rows = []
     for name in args.samplers:
         storage = optuna.storages.InMemoryStorage()
@@ -188,6 +193,11 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=6, help="task orders (seeds 0..N-1)")
     parser.add_argument("--trials", type=int, default=10, help="trials per study")
     parser.add_argument("--prior-tasks", type=int, default=3, help="tasks the prior learns")
+    parser.add_argument(
+        "--prior",
+        help="a saved prior to start from instead (e.g. studies/prior, for experience of "
+        "another model); every task of --experience then arrives as a study",
+    )
     parser.add_argument("--late", type=int, default=8, help="'many earlier studies' from here")
     parser.add_argument(
         "--warm-start", type=int, default=3, help="MetaPEFTSampler's n_warm_start (ablations)"
@@ -196,6 +206,8 @@ def main() -> None:
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     groups = oracle_tasks(args.experience)
+    if args.prior:
+        args.prior_tasks = 0
     if len(groups) <= args.prior_tasks + 1:
         parser.error(f"{len(groups)} tasks: too few for --prior-tasks {args.prior_tasks}")
     space = recorded_space([e for g in groups.values() for e in g])
