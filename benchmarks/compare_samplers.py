@@ -616,24 +616,35 @@ def live_mode(args: argparse.Namespace) -> None:
     rows: list[dict] = []
     for task_name in args.tasks:
         objectives = objectives_of[task_name]
-        results: dict[str, list[np.ndarray]] = defaultdict(list)
-        for (task, name, _), study in studies.items():
-            if task == task_name:
-                results[name].append(stored_targets(study, args.trials, objectives))
-        everything = np.vstack([o for runs in results.values() for o in runs])
-        if not np.isfinite(everything).all(axis=1).any():
+        outcomes = {
+            (name, seed): stored_targets(study, args.trials, objectives)
+            for (task, name, seed), study in studies.items()
+            if task == task_name
+        }
+        curves = normalised_curves(outcomes, objectives)
+        if curves is None:
             print(f"{task_name}: every trial failed; left out of the comparison", flush=True)
             continue
-        scale = TaskScale(everything, objectives)
-        points = scale(everything)
-        best_hv = hypervolume(points[pareto_mask(points)], REFERENCE)
-        best = best_quality(everything, objectives)
-        for name, runs in results.items():
-            for seed, outcomes in zip(seeds(args), runs):
-                run = run_columns(task_name, name, seed, outcomes, best, objectives)
-                for n, value in enumerate(hv_curve(scale(outcomes), best_hv), start=1):
-                    rows.append({**run, "trials": n, "normalised_hv": value})
+        best = best_quality(np.vstack(list(outcomes.values())), objectives)
+        for (name, seed), curve in curves.items():
+            run = run_columns(task_name, name, seed, outcomes[name, seed], best, objectives)
+            rows += [{**run, "trials": n, "normalised_hv": v} for n, v in enumerate(curve, 1)]
     write_outputs(rows, {}, args, samplers)
+
+
+def normalised_curves(
+    outcomes: dict[Any, np.ndarray], objectives: tuple[str, ...]
+) -> dict[Any, list[float]] | None:
+    """Each run's normalised hypervolume after 1..n trials, against the best front of
+    all the runs' trials together (live runs know no better one); None when no trial
+    of any run has values."""
+    everything = np.vstack(list(outcomes.values()))
+    if not np.isfinite(everything).all(axis=1).any():
+        return None
+    scale = TaskScale(everything, objectives)
+    points = scale(everything)
+    best_hv = hypervolume(points[pareto_mask(points)], REFERENCE)
+    return {key: hv_curve(scale(runs), best_hv) for key, runs in outcomes.items()}
 
 
 def stored_targets(study: optuna.Study, trials: int, objectives: tuple[str, ...]) -> np.ndarray:

@@ -8,8 +8,9 @@ set -u
 cd "$(dirname "$0")/.."
 touch studies/.build_hold
 trap 'rm -f studies/.build_hold' EXIT
-while pgrep -f "benchmarks/(build_meta_dataset|task_signal).py|compare_samplers.py --mode live|second_study.py" > /dev/null \
-    && [ ! -e studies/.build_idle ]; do
+# Python running one of them (anchored: this script's own command line may name one).
+holders='^[^ ]*python[^ ]* benchmarks/((build_meta_dataset|task_signal|second_study)\.py|compare_samplers\.py --mode live)'
+while pgrep -f "$holders" > /dev/null && [ ! -e studies/.build_idle ]; do
     sleep 1
 done
 "$@"

@@ -36,15 +36,13 @@ from pathlib import Path
 
 import metapeft_optuna  # noqa: F401  (BLAS before mlx)
 from metapeft_optuna import schema
-from metapeft_optuna.cli.resume import cut_short
-from metapeft_optuna.meta import ExperienceBuffer
-from metapeft_optuna.meta.acquisition import hypervolume, pareto_mask
+from metapeft_optuna.cli.resume import ended_trials
+from metapeft_optuna.meta import ExperienceBuffer, MetaPEFTSystem
 from metapeft_optuna.tasks import load_task
 
-import numpy as np
 import optuna
 from build_meta_dataset import IDLE, wait_while_held
-from compare_samplers import REFERENCE, TaskScale, build_running, hv_curve, trial_targets
+from compare_samplers import build_running, normalised_curves, trial_targets
 from sequential_studies import mean_se
 
 ARMS = {
@@ -67,11 +65,42 @@ def without_tasks(buffer: ExperienceBuffer, specs: list[str]) -> ExperienceBuffe
     return ExperienceBuffer(e for e in buffer if e.task_name.split("@")[0] not in names)
 
 
+def storage(folder: Path, arm: str, seed: int) -> Path:
+    """One arm's SQLite file for one seed: the user's storage (``seed0.db``: the first
+    study, then the second) or the second study's own (``alone0.db``)."""
+    return folder / f"{'seed' if arm == 'second' else 'alone'}{seed}.db"
+
+
+def check_storages(args: argparse.Namespace, folder: Path) -> None:
+    """Refuse a folder left by another pair of tasks: its studies would be experience."""
+    allowed = {"second": {args.first, args.second}, "alone": {args.second}}
+    for seed in range(args.seeds):
+        for arm, names in allowed.items():
+            path = storage(folder, arm, seed)
+            if path.exists():
+                found = {s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{path}")}
+                if found - names:
+                    sys.exit(
+                        f"{path}: holds the studies {sorted(found - names)}, which this run's "
+                        "samplers would learn from; give another --storage-dir"
+                    )
+
+
 def train_prior(args: argparse.Namespace, out: Path) -> Path:
     """The users' prior: the experience without either task, at any size (trained once;
-    ``--prior`` gives one instead)."""
+    ``--prior`` gives one instead). Either way it must not know the tasks.
+
+    Raises:
+        SystemExit: ``--prior`` holds no meta-model, or the prior knows either task.
+    """
     prior = Path(args.prior) if args.prior else out / "prior"
+    if args.prior and not (prior / "meta_model.json").is_file():
+        sys.exit(f"--prior {prior}: no saved meta-model there (meta_model.json)")
     if (prior / "meta_model.json").is_file():
+        names = {load_task(spec).name.split("@")[0] for spec in (args.first, args.second)}
+        known = {t["name"].split("@")[0] for t in MetaPEFTSystem.load(prior).task_summaries_}
+        if names & known:
+            sys.exit(f"{prior}: the prior knows {sorted(names & known)}; give one without them")
         return prior
     buffer = ExperienceBuffer.from_storages(args.experience)
     kept = without_tasks(buffer, [args.first, args.second])
@@ -96,11 +125,9 @@ def tune(args: argparse.Namespace, prior: Path, task: str, storage: Path, seed: 
     )
 
 
-def finished(storage: Path, task: str, n: int) -> list[optuna.trial.FrozenTrial]:
-    """The study's first ``n`` trials that ran to an end, in trial order."""
-    study = optuna.load_study(study_name=task, storage=f"sqlite:///{storage}")
-    trials = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
-    return [t for t in trials if not cut_short(t)][:n]
+def finished(path: Path, task: str, n: int) -> list[optuna.trial.FrozenTrial]:
+    """The study's first ``n`` trials that ran to an end (what ``--trials`` counts)."""
+    return ended_trials(optuna.load_study(study_name=task, storage=f"sqlite:///{path}"))[:n]
 
 
 def first_trial(trial: optuna.trial.FrozenTrial, objectives: tuple[str, ...]) -> dict:
@@ -119,23 +146,23 @@ def first_trial(trial: optuna.trial.FrozenTrial, objectives: tuple[str, ...]) ->
 def results(args: argparse.Namespace, out: Path) -> list[dict]:
     """One row per (arm, seed, trials): the second task's normalised hypervolume."""
     runs = {
-        (arm, seed): finished(out / f"{arm_file}{seed}.db", args.second, args.trials)
+        (arm, seed): finished(storage(out, arm, seed), args.second, args.trials)
         for seed in range(args.seeds)
-        for arm, arm_file in (("second", "seed"), ("alone", "alone"))
+        for arm in ARMS
     }
-    any_study = optuna.load_study(study_name=args.second, storage=f"sqlite:///{out / 'seed0.db'}")
+    any_study = optuna.load_study(
+        study_name=args.second, storage=f"sqlite:///{storage(out, 'second', 0)}"
+    )
     objectives = schema.study_objectives(any_study)
-    outcomes = {key: trial_targets(trials, objectives) for key, trials in runs.items()}
-    everything = np.vstack(list(outcomes.values()))
-    if not np.isfinite(everything).all(axis=1).any():
+    curves = normalised_curves(
+        {key: trial_targets(trials, objectives) for key, trials in runs.items()}, objectives
+    )
+    if curves is None:
         sys.exit(f"{args.second}: every trial failed or was pruned; nothing to compare")
-    scale = TaskScale(everything, objectives)
-    points = scale(everything)
-    best_hv = hypervolume(points[pareto_mask(points)], REFERENCE)
     rows = []
-    for (arm, seed), trials in runs.items():
-        start = first_trial(trials[0], objectives)
-        for n, value in enumerate(hv_curve(scale(outcomes[arm, seed]), best_hv), start=1):
+    for (arm, seed), curve in curves.items():
+        start = first_trial(runs[arm, seed][0], objectives)
+        for n, value in enumerate(curve, start=1):
             rows.append({"arm": arm, "seed": seed, "trials": n, "normalised_hv": value, **start})
     return rows
 
@@ -185,6 +212,8 @@ def main() -> None:
     parser.add_argument("--prior", help="a trained prior to use (default: train one)")
     parser.add_argument("--out", default="docs/benchmarks")
     args = parser.parse_args()
+    if load_task(args.first).name.split("@")[0] == load_task(args.second).name.split("@")[0]:
+        parser.error("--first and --second must be two different tasks")
     args.held = os.path.exists(IDLE)  # run by pause_build.sh: its hold is this run's
     if build_running() and not args.held:
         sys.exit(
@@ -195,13 +224,14 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storages = Path(args.storage_dir)
     storages.mkdir(parents=True, exist_ok=True)
+    check_storages(args, storages)
     prior = train_prior(args, storages)
     for seed in range(args.seeds):  # one user at a time: a stopped run leaves whole seeds
-        mine = storages / f"seed{seed}.db"
+        mine = storage(storages, "second", seed)
         tune(args, prior, args.first, mine, seed, args.first_trials)
         # The first study is complete before the second starts, in both arms' order.
         tune(args, prior, args.second, mine, seed, args.trials)
-        tune(args, prior, args.second, storages / f"alone{seed}.db", seed, args.trials)
+        tune(args, prior, args.second, storage(storages, "alone", seed), seed, args.trials)
     rows = results(args, storages)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,8 @@ order and k), with standard errors over orders.
 
     python benchmarks/sequential_studies.py [--orders 6] [--trials 10] [--prior-tasks 3]
 
-Writes ``sequential.csv``, ``sequential.md`` and ``sequential.png`` under ``--out``.
+Writes ``NAME.csv``, ``NAME.md`` and ``NAME.png`` under ``--out`` (``--name``, default
+``sequential``).
 """
 
 from __future__ import annotations
@@ -151,15 +152,20 @@ def summarise(rows: list[dict], samplers: list[str], trials: int, late: int) -> 
     text = "\n".join(lines) + "\n"
     text += f"\nHV@{trials}: mean ± standard error over task orders.\n"
     if "loop - prior (paired)" in header:
-        diffs = [v["loop"] - v["prior"] for (_, j), v in by.items() if j >= late]
-        mean, se = mean_se(diffs)
-        text += (
-            f"\nWith at least {late} earlier studies, loop - prior = {mean:+.3f} ± {se:.3f} "
-            f"({len(diffs)} studies).\n"
-        )
-        early = [v["loop"] - v["prior"] for (_, j), v in by.items() if j < 3]
-        mean, se = mean_se(early)
-        text += f"With fewer than 3 earlier studies: {mean:+.3f} ± {se:.3f}.\n"
+        # The first study (k = 0) has nothing to learn from: loop = prior there.
+        first = {(r["order"], r["earlier_studies"], r["sampler"]): r["hv_first"] for r in rows}
+        for label, keep in (
+            (f"at least {late}", lambda k: k >= late),
+            ("1 or 2", lambda k: 0 < k < 3),
+        ):
+            keys = [key for key in by if keep(key[1])]
+            hv1 = mean_se([first[(*key, "loop")] - first[(*key, "prior")] for key in keys])
+            hv = mean_se([by[key]["loop"] - by[key]["prior"] for key in keys])
+            text += (
+                f"\nWith {label} earlier studies ({len(keys)} studies), loop - prior: "
+                f"HV@1 {hv1[0]:+.3f} ± {hv1[1]:.3f}, HV@{trials} {hv[0]:+.3f} ± {hv[1]:.3f}."
+            )
+        text += "\n"
     return text
 
 
@@ -192,7 +198,7 @@ def main() -> None:
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=list(LABELS))
     parser.add_argument("--orders", type=int, default=6, help="task orders (seeds 0..N-1)")
     parser.add_argument("--trials", type=int, default=10, help="trials per study")
-    parser.add_argument("--prior-tasks", type=int, default=3, help="tasks the prior learns")
+    parser.add_argument("--prior-tasks", type=int, help="tasks the prior learns (default: 3)")
     parser.add_argument(
         "--prior",
         help="a saved prior to start from instead (e.g. studies/prior, for experience of "
@@ -203,11 +209,13 @@ def main() -> None:
         "--warm-start", type=int, default=3, help="MetaPEFTSampler's n_warm_start (ablations)"
     )
     parser.add_argument("--out", default="docs/benchmarks")
+    parser.add_argument("--name", default="sequential", help="stem of the output files")
     args = parser.parse_args()
+    if args.prior and args.prior_tasks is not None:
+        parser.error("--prior and --prior-tasks: a given prior learns no task of --experience")
+    args.prior_tasks = 0 if args.prior else (3 if args.prior_tasks is None else args.prior_tasks)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     groups = oracle_tasks(args.experience)
-    if args.prior:
-        args.prior_tasks = 0
     if len(groups) <= args.prior_tasks + 1:
         parser.error(f"{len(groups)} tasks: too few for --prior-tasks {args.prior_tasks}")
     space = recorded_space([e for g in groups.values() for e in g])
@@ -227,13 +235,13 @@ def main() -> None:
         sys.exit(f"studies per sampler {counts}, expected {expected} each: a run failed")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "sequential.csv", "w", newline="") as fh:
+    with open(out / f"{args.name}.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     summary = summarise(rows, args.samplers, args.trials, args.late)
-    (out / "sequential.md").write_text(summary)
-    plot(rows, args.samplers, args.trials, out / "sequential.png")
+    (out / f"{args.name}.md").write_text(summary)
+    plot(rows, args.samplers, args.trials, out / f"{args.name}.png")
     print("\n" + summary)
 
 

@@ -34,28 +34,35 @@ def tasks_known(storage, task: str) -> int:
     return int(re.search(r"experiences on (\d+) tasks", reasoning).group(1))
 
 
-def test_the_second_study_learns_from_the_first_and_alone_does_not(second, tmp_path, monkeypatch):
-    # A small prior without either task (the benchmark trains the full one with the CLI).
-    buffer = second.without_tasks(
-        ExperienceBuffer(synthetic_experiences(per_task=6)), ["parity@64", "reverse_word@64"]
-    )
+def small_prior(second, path, without=()):
+    """A small prior (the benchmark trains the full one with the CLI)."""
+    buffer = ExperienceBuffer(synthetic_experiences(per_task=6))
     config = SurrogateConfig(members=2, joint_steps=100, reptile_iterations=5)
-    prior = tmp_path / "prior"
-    MetaPEFTSystem(PEFTSearchSpace(), surrogate_config=config).fit(buffer).save(prior)
+    system = MetaPEFTSystem(PEFTSearchSpace(), surrogate_config=config)
+    system.fit(second.without_tasks(buffer, list(without))).save(path)
+    return path
+
+
+def run(second, monkeypatch, prior, storages, out, seeds=2):
     monkeypatch.setattr(second, "build_running", lambda: False)
     monkeypatch.setattr(second, "wait_while_held", lambda: None)  # not the repository's hold
-    storages, out = tmp_path / "studies", tmp_path / "out"
     monkeypatch.setattr(
         sys,
         "argv",
         [
             *("second_study.py", "--first", "parity@64", "--second", "reverse_word@64"),
-            *("--model", "tiny", "--prior", str(prior), "--seeds", "2", "--first-trials", "1"),
-            *("--trials", "2", "--eval-examples", "8", "--storage-dir", str(storages)),
-            *("--out", str(out)),
+            *("--model", "tiny", "--prior", str(prior), "--seeds", str(seeds)),
+            *("--first-trials", "1", "--trials", "2", "--eval-examples", "8"),
+            *("--storage-dir", str(storages), "--out", str(out)),
         ],
     )
     second.main()
+
+
+def test_the_second_study_learns_from_the_first_and_alone_does_not(second, tmp_path, monkeypatch):
+    prior = small_prior(second, tmp_path / "prior", without=["parity@64", "reverse_word@64"])
+    storages, out = tmp_path / "studies", tmp_path / "out"
+    run(second, monkeypatch, prior, storages, out)
     for seed in range(2):
         mine = f"sqlite:///{storages / f'seed{seed}.db'}"
         alone = f"sqlite:///{storages / f'alone{seed}.db'}"
@@ -64,9 +71,20 @@ def test_the_second_study_learns_from_the_first_and_alone_does_not(second, tmp_p
             "reverse_word@64",
         }
         assert [s.study_name for s in optuna.get_all_study_summaries(alone)] == ["reverse_word@64"]
-        # The storage's first study is one more source task for the second.
-        known = tasks_known(storages / f"seed{seed}.db", "reverse_word@64")
-        assert known == tasks_known(storages / f"alone{seed}.db", "reverse_word@64") + 1
+        # Alone, the study knows the prior's 6 tasks; after the first, that one too.
+        assert tasks_known(storages / f"alone{seed}.db", "reverse_word@64") == 6
+        assert tasks_known(storages / f"seed{seed}.db", "reverse_word@64") == 7
     summary = (out / "second_study_tiny.md").read_text()
     assert "| 2 |" in summary and "difference (paired)" in summary
     assert len((out / "second_study_tiny.csv").read_text().splitlines()) == 1 + 2 * 2 * 2
+
+
+def test_a_folder_or_prior_that_would_leak_is_refused(second, tmp_path, monkeypatch):
+    storages = tmp_path / "studies"
+    storages.mkdir()
+    optuna.create_study(study_name="iris", storage=f"sqlite:///{storages / 'alone0.db'}")
+    with pytest.raises(SystemExit, match=r"holds the studies \['iris'\]"):
+        run(second, monkeypatch, tmp_path / "no-prior", storages, tmp_path / "out", seeds=1)
+    knowing = small_prior(second, tmp_path / "knowing")  # it has seen parity and reverse_word
+    with pytest.raises(SystemExit, match=r"the prior knows \['parity', 'reverse_word'\]"):
+        run(second, monkeypatch, knowing, tmp_path / "other", tmp_path / "out", seeds=1)
