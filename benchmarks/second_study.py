@@ -58,10 +58,15 @@ def metapeft(*argv: str, prior: Path | str) -> None:
     subprocess.run(command, env=env, check=True)
 
 
+def base_name(spec: str) -> str:
+    """A task's name at any size: ``reverse_word`` for ``reverse_word@256``."""
+    return load_task(spec).name.split("@")[0]
+
+
 def without_tasks(buffer: ExperienceBuffer, specs: list[str]) -> ExperienceBuffer:
     """``buffer`` without the tasks of ``specs`` at any size (``reverse_word@256`` also
     drops ``reverse_word@64``)."""
-    names = {load_task(spec).name.split("@")[0] for spec in specs}
+    names = {base_name(spec) for spec in specs}
     return ExperienceBuffer(e for e in buffer if e.task_name.split("@")[0] not in names)
 
 
@@ -97,7 +102,7 @@ def train_prior(args: argparse.Namespace, out: Path) -> Path:
     if args.prior and not (prior / "meta_model.json").is_file():
         sys.exit(f"--prior {prior}: no saved meta-model there (meta_model.json)")
     if (prior / "meta_model.json").is_file():
-        names = {load_task(spec).name.split("@")[0] for spec in (args.first, args.second)}
+        names = {base_name(args.first), base_name(args.second)}
         known = {t["name"].split("@")[0] for t in MetaPEFTSystem.load(prior).task_summaries_}
         if names & known:
             sys.exit(f"{prior}: the prior knows {sorted(names & known)}; give one without them")
@@ -112,15 +117,15 @@ def train_prior(args: argparse.Namespace, out: Path) -> Path:
     return prior
 
 
-def tune(args: argparse.Namespace, prior: Path, task: str, storage: Path, seed: int, n: int):
-    """One study of ``n`` trials (its total: a rerun resumes it)."""
+def tune(args: argparse.Namespace, prior: Path, task: str, path: Path, seed: int, n: int):
+    """One study of ``n`` trials in the SQLite file ``path`` (its total: a rerun resumes it)."""
     if not args.held:
         wait_while_held()
     metapeft(
         *("tune", "--task", task, "--model", args.model, "--sampler", "meta"),
-        *("--storage", f"sqlite:///{storage}", "--study-name", task, "--seed", str(seed)),
+        *("--storage", f"sqlite:///{path}", "--study-name", task, "--seed", str(seed)),
         *("--trials", str(n), "--eval-examples", str(args.eval_examples)),
-        *("--out-dir", str(storage.parent / "plots"), "--no-artifacts", "--quiet"),
+        *("--out-dir", str(path.parent / "plots"), "--no-artifacts", "--quiet"),
         prior=prior,
     )
 
@@ -212,7 +217,7 @@ def main() -> None:
     parser.add_argument("--prior", help="a trained prior to use (default: train one)")
     parser.add_argument("--out", default="docs/benchmarks")
     args = parser.parse_args()
-    if load_task(args.first).name.split("@")[0] == load_task(args.second).name.split("@")[0]:
+    if base_name(args.first) == base_name(args.second):
         parser.error("--first and --second must be two different tasks")
     args.held = os.path.exists(IDLE)  # run by pause_build.sh: its hold is this run's
     if build_running() and not args.held:
@@ -229,7 +234,7 @@ def main() -> None:
     for seed in range(args.seeds):  # one user at a time: a stopped run leaves whole seeds
         mine = storage(storages, "second", seed)
         tune(args, prior, args.first, mine, seed, args.first_trials)
-        # The first study is complete before the second starts, in both arms' order.
+        # The first study is complete before the second starts beside it.
         tune(args, prior, args.second, mine, seed, args.trials)
         tune(args, prior, args.second, storage(storages, "alone", seed), seed, args.trials)
     rows = results(args, storages)
