@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import io
 import json
 import subprocess
 import sys
@@ -53,6 +54,7 @@ from typing import Any
 
 import metapeft_optuna  # noqa: F401  (BLAS before mlx)
 from metapeft_optuna import schema
+from metapeft_optuna.atomic import atomic_write_text
 from metapeft_optuna.meta import ExperienceBuffer, MetaPEFTSystem, PEFTExperience
 from metapeft_optuna.meta.acquisition import hypervolume, pareto_mask
 from metapeft_optuna.meta.features import (
@@ -677,16 +679,22 @@ def write_outputs(
     prefix = out / f"compare_{args.mode}"
     # Summarised as written, so a merge of the CSV reproduces the table exactly.
     rows = [{k: round(v, 5) if isinstance(v, float) else v for k, v in r.items()} for r in rows]
-    with open(f"{prefix}.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(Path(f"{prefix}.csv"), rows)
     if quality:
         Path(f"{prefix}_oracle_fit.json").write_text(json.dumps(quality, indent=1))
     summary = summarise(rows, samplers, args.trials)
     Path(f"{prefix}.md").write_text(summary)
     print("\n" + summary)
     plot(rows, samplers, f"{prefix}.png")
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """``rows`` as a CSV with a header, written to a temporary name and renamed."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, text.getvalue())
 
 
 def merge(args: argparse.Namespace) -> None:

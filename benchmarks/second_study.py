@@ -28,7 +28,6 @@ Writes ``second_study_MODEL.csv`` and ``second_study_MODEL.md`` under ``--out``.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import subprocess
 import sys
@@ -42,7 +41,7 @@ from metapeft_optuna.tasks import load_task
 
 import optuna
 from build_meta_dataset import IDLE, wait_while_held
-from compare_samplers import build_running, normalised_curves, trial_targets
+from compare_samplers import build_running, normalised_curves, trial_targets, write_csv
 from sequential_studies import mean_se
 
 ARMS = {
@@ -240,10 +239,7 @@ def main() -> None:
     rows = results(args, storages)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / f"second_study_{args.model}.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out / f"second_study_{args.model}.csv", rows)
     summary = summarise(rows, args)
     (out / f"second_study_{args.model}.md").write_text(summary)
     print("\n" + summary)

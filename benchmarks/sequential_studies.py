@@ -25,7 +25,6 @@ Writes ``NAME.csv``, ``NAME.md`` and ``NAME.png`` under ``--out`` (``--name``, d
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import tempfile
 import time
@@ -46,6 +45,7 @@ from compare_samplers import (
     peft_study,
     reference_pool,
     task_problem,
+    write_csv,
 )
 
 SAMPLERS = ("loop", "prior", "tpe")
@@ -235,10 +235,7 @@ def main() -> None:
         sys.exit(f"studies per sampler {counts}, expected {expected} each: a run failed")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / f"{args.name}.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out / f"{args.name}.csv", rows)
     summary = summarise(rows, args.samplers, args.trials, args.late)
     (out / f"{args.name}.md").write_text(summary)
     plot(rows, args.samplers, args.trials, out / f"{args.name}.png")
