@@ -667,7 +667,7 @@ def trial_targets(
             else np.full(len(objectives), np.nan)
             for t in trials
         ]
-    )
+    ).reshape(len(trials), len(objectives))
 
 
 # --- outputs --------------------------------------------------------------------------------

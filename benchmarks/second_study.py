@@ -39,6 +39,7 @@ from metapeft_optuna.cli.resume import ended_trials
 from metapeft_optuna.meta import ExperienceBuffer, MetaPEFTSystem
 from metapeft_optuna.tasks import load_task
 
+import numpy as np
 import optuna
 from build_meta_dataset import IDLE, wait_while_held
 from compare_samplers import build_running, normalised_curves, trial_targets, write_csv
@@ -158,11 +159,12 @@ def results(args: argparse.Namespace, out: Path) -> list[dict]:
         study_name=args.second, storage=f"sqlite:///{storage(out, 'second', 0)}"
     )
     objectives = schema.study_objectives(any_study)
-    curves = normalised_curves(
-        {key: trial_targets(trials, objectives) for key, trials in runs.items()}, objectives
-    )
-    if curves is None:
-        sys.exit(f"{args.second}: every trial failed or was pruned; nothing to compare")
+    targets = {key: trial_targets(trials, objectives) for key, trials in runs.items()}
+    # Either arm of a seed without one completed trial (the baseline included) leaves
+    # nothing to compare: fail rather than report a hypervolume of 0.
+    if empty := [key for key, t in targets.items() if not np.isfinite(t).all(axis=1).any()]:
+        sys.exit(f"{args.second}: no completed trial in (arm, seed) {empty}; nothing to compare")
+    curves = normalised_curves(targets, objectives)
     rows = []
     for (arm, seed), curve in curves.items():
         start = first_trial(runs[arm, seed][0], objectives)

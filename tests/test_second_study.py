@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 
@@ -88,3 +89,26 @@ def test_a_folder_or_prior_that_would_leak_is_refused(second, tmp_path, monkeypa
     knowing = small_prior(second, tmp_path / "knowing")  # it has seen parity and reverse_word
     with pytest.raises(SystemExit, match=r"the prior knows \['parity', 'reverse_word'\]"):
         run(second, monkeypatch, knowing, tmp_path / "other", tmp_path / "out", seeds=1)
+
+
+def test_an_arm_without_a_completed_trial_fails_the_benchmark(second, tmp_path):
+    names = ["val_loss", "peak_memory_mb", "train_seconds"]
+    for arm, state in (("second", "COMPLETE"), ("alone", "FAIL")):
+        study = optuna.create_study(
+            study_name="reverse_word@64",
+            storage=f"sqlite:///{second.storage(tmp_path, arm, 0)}",
+            directions=["minimize"] * 3,
+        )
+        study.set_metric_names(names)
+        values = [1.0, 10.0, 2.0] if state == "COMPLETE" else None
+        trial = optuna.trial.create_trial(
+            state=optuna.trial.TrialState[state],
+            values=values,
+            params={},
+            distributions={},
+            user_attrs={} if values else {schema.TRIAL_FAIL_REASON: "NaN loss"},
+        )
+        study.add_trial(trial)
+    args = argparse.Namespace(second="reverse_word@64", seeds=1, trials=1)
+    with pytest.raises(SystemExit, match=r"no completed trial in \(arm, seed\) \[\('alone', 0\)\]"):
+        second.results(args, tmp_path)
