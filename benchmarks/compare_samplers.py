@@ -437,7 +437,8 @@ def fast_mode(args: argparse.Namespace) -> None:
         oracle, scale, best_hv, oracle_targets = task_problem(experiences, space, pool)
         quality[task] = oracle.fit_quality
         others = {k: v for k, v in groups.items() if k != key}
-        system = fitted_system(others, space, args.system_cache)
+        # Only MetaPEFTSampler reads the meta-model (a minute's fit per task).
+        system = fitted_system(others, space, args.system_cache) if "meta" in samplers else None
         context = (experiences[0].task_characteristics, experiences[0].model_info)
         warm = warm_start_configs(experiences[0], others)
         sources = (

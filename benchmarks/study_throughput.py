@@ -1,6 +1,7 @@
 """Study throughput: fine-tunes per hour of one fixed list of trial configurations, run as
 an Optuna study by metapeft (MLX) and by a PyTorch + HF peft objective, each side at each
-arrangement of the same cores (1 worker x 2 threads, 2 workers x 1 thread).
+arrangement of the same cores (by default 1 worker x 2 threads and 2 workers x 1 thread;
+``--arrangements 1x2 2x1 2x2`` measures others too).
 
 The configurations are drawn once from the product's search space (LoRA, DoRA, prompt
 tuning and P-tuning, the methods HF peft runs the same way; every parameter as the study
@@ -16,7 +17,8 @@ labels' first tokens) and val_loss on the test examples, all from one teacher-fo
 per batch of 32. Wall time counts everything a study does (process start, model load,
 training, evaluation). Accuracy is compared configuration by configuration.
 
-    python benchmarks/study_throughput.py [--configs 8] [--eval-examples 100]
+    python benchmarks/study_throughput.py [--configs 8] [--eval-examples 100] \
+        [--arrangements 1x2 2x1]
 
 Needs the ``torch-baseline`` extra; exits non-zero when a side fails.
 """
@@ -320,12 +322,31 @@ def run_side(side: str, configs: list[dict], workers: int, threads: int, args) -
     }
 
 
+def arrangement(text: str) -> tuple[int, int]:
+    """``"2x1"`` -> (2 workers, 1 thread each)."""
+    try:
+        workers, threads = (int(n) for n in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WORKERSxTHREADS, e.g. 2x1") from None
+    if workers < 1 or threads < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: workers and threads must be at least 1")
+    return workers, threads
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", type=int, default=8)
     parser.add_argument("--eval-examples", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sides", nargs="+", default=["mlx", "torch"])
+    parser.add_argument(
+        "--arrangements",
+        nargs="+",
+        type=arrangement,
+        default=list(ARRANGEMENTS),
+        metavar="WORKERSxTHREADS",
+        help="worker processes x threads per worker to measure, on each side",
+    )
     parser.add_argument("--worker", choices=["mlx", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--storage", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -340,7 +361,7 @@ def main() -> int:
     )
     results = []
     for side in args.sides:
-        for workers, threads in ARRANGEMENTS:
+        for workers, threads in args.arrangements:
             r = run_side(side, configs, workers, threads, args)
             results.append(r)
             print(

@@ -90,6 +90,25 @@ def test_fast_mode_runs_leave_one_task_out_and_merges(compare, tmp_path, monkeyp
     assert (merged / "compare_fast.md").read_text() == table
 
 
+def test_baselines_alone_fit_no_meta_model(compare, tmp_path, monkeypatch):
+    # Only MetaPEFTSampler reads the meta-model; a run of baselines (e.g. GPSampler's
+    # separate run) must not pay a minute's fit per task for it.
+    experience = tmp_path / "experience.jsonl"
+    ExperienceBuffer(synthetic_experiences(per_task=12)).export_jsonl(experience)
+
+    def no_fit(*_):
+        raise AssertionError("fitted a meta-model for baselines only")
+
+    monkeypatch.setattr(compare, "fitted_system", no_fit)
+    out = tmp_path / "out"
+    argv = ["compare_samplers.py", "--experience", str(experience), "--tasks", "iris"]
+    options = ["--samplers", "tpe", "random", "--seeds", "1", "--trials", "3", "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", [*argv, *options])
+    compare.main()
+    with open(out / "compare_fast.csv", newline="") as fh:
+        assert {r["sampler"] for r in csv.DictReader(fh)} == {"tpe", "random"}
+
+
 def test_the_space_is_the_one_the_experience_was_recorded_in(compare, tmp_path, monkeypatch):
     experiences = synthetic_experiences(per_task=12)
     steps = compare.recorded_space(experiences).distributions()["steps"]
