@@ -8,7 +8,8 @@ then TPE); with ``--optunahub-registry PATH`` also OptunaHub's ``meta_learn_tpe`
 which needs Optuna 4.x (it reads TPE internals Optuna 5 changed): make its environment
 with ``make .venv-optuna4/.installed``, take a local copy of the registry
 (``git clone https://github.com/optuna/optunahub-registry``) and run this script with
-``.venv-optuna4/bin/python``. Every sampler searches the space the experience was
+``.venv-optuna4/bin/python`` (``--samplers meta_learn_tpe`` runs it alone, for
+``--summarise`` to merge with the other samplers' run under Optuna 5). Every sampler searches the space the experience was
 recorded in (``build_meta_dataset.recorded_space``: 10-200 steps for v2).
 
 Metric: hypervolume of (quality, log peak memory, log training time) after 1..N trials,
@@ -417,6 +418,14 @@ def optimise(
 
 # --- fast mode ------------------------------------------------------------------------------
 def fast_mode(args: argparse.Namespace) -> None:
+    samplers = list(args.samplers)
+    if args.optunahub_registry and "meta_learn_tpe" not in samplers:
+        samplers.append("meta_learn_tpe")
+    if "meta_learn_tpe" in samplers and not args.optunahub_registry:
+        sys.exit(
+            "--samplers meta_learn_tpe needs --optunahub-registry PATH, a local copy of "
+            "https://github.com/optuna/optunahub-registry"
+        )
     groups = oracle_tasks(args.experience)
     space = recorded_space([e for g in groups.values() for e in g])
     known = {g[0].task_name for g in groups.values()}
@@ -425,7 +434,6 @@ def fast_mode(args: argparse.Namespace) -> None:
             f"--tasks: no task {', '.join(unknown)} with enough trials in {args.experience}; "
             f"choose from {', '.join(sorted(known))}"
         )
-    samplers = list(args.samplers) + (["meta_learn_tpe"] if args.optunahub_registry else [])
     rows, quality = [], {}
     pool = reference_pool(space)
     for key in sorted(groups):
@@ -835,7 +843,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=["fast", "live"], default="fast")
     parser.add_argument("--experience", nargs="+", default=["studies/meta_dataset.jsonl"])
-    parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
+    parser.add_argument(
+        "--samplers",
+        nargs="+",
+        default=list(SAMPLERS),
+        choices=[*SAMPLERS, "meta_learn_tpe"],
+        help="meta_learn_tpe (added by --optunahub-registry) can run alone, e.g. under Optuna 4",
+    )
     parser.add_argument("--tasks", nargs="*", help="target tasks (default: all / required live)")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument(

@@ -108,6 +108,11 @@ def test_baselines_alone_fit_no_meta_model(compare, tmp_path, monkeypatch):
     with open(out / "compare_fast.csv", newline="") as fh:
         assert {r["sampler"] for r in csv.DictReader(fh)} == {"tpe", "random"}
 
+    alone = [*argv, "--samplers", "meta_learn_tpe"]  # its Optuna 4 run, merged later
+    monkeypatch.setattr(sys, "argv", alone)
+    with pytest.raises(SystemExit, match="meta_learn_tpe needs --optunahub-registry PATH"):
+        compare.main()
+
 
 def test_the_space_is_the_one_the_experience_was_recorded_in(compare, tmp_path, monkeypatch):
     experiences = synthetic_experiences(per_task=12)
