@@ -39,6 +39,8 @@ def worker_command(argv: Sequence[str], index: int) -> list[str]:
 
 
 def threads_per_worker(workers: int) -> int:
+    """BLAS threads for each of ``workers`` processes: the cores shared out, at least 1
+    (oversubscribed MKL threads wait on each other, docs/performance.md)."""
     return max(1, (os.cpu_count() or 1) // workers)
 
 

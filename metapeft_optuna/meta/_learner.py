@@ -193,6 +193,8 @@ class MetaLearner:
 
 
 def mean_tree(trees: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Leaf-wise mean of trees of the same structure (Reptile's average of adapted
+    weights, MAML's of meta-gradients); ``trees`` must not be empty."""
     total = trees[0]
     for tree in trees[1:]:
         total = tree_map(lambda a, b: a + b, total, tree)

@@ -43,6 +43,7 @@ def context_vector(characteristics: TaskCharacteristics, model_info: dict | None
 
 
 def context_feature_names() -> list[str]:
+    """Names of :func:`context_vector`'s entries, in order (task features, then model)."""
     return TaskCharacteristics.feature_names() + list(MODEL_FEATURES)
 
 

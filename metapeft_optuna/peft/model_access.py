@@ -49,10 +49,12 @@ def require_language_model(model: nn.Module, method: str, *, embeddings: bool = 
 
 
 def embed(model: nn.Module, tokens: mx.array) -> mx.array:
+    """Token embeddings ``(batch, length, hidden)`` of an mlx-lm language model."""
     return model.model.embed_tokens(tokens)
 
 
 def embedding_dim(model: nn.Module) -> int:
+    """The model's hidden size, read off one embedded token."""
     return int(embed(model, mx.zeros((1, 1), dtype=mx.int32)).shape[-1])
 
 

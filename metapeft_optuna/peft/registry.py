@@ -44,6 +44,8 @@ def resolve_method(adapter_type: str | PEFTMethod) -> PEFTMethod:
 
 
 def config_class(method: str | PEFTMethod) -> type[AdapterConfig]:
+    """The configuration dataclass of a registered method (raises
+    ``AdapterCreationError`` for an unknown one, naming the methods there are)."""
     return ADAPTERS[resolve_method(method)].config_class
 
 

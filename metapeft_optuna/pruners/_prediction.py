@@ -23,6 +23,8 @@ LINEAR_LOG_TIME_SD = 0.3
 
 
 def total_steps(trial: FrozenTrial) -> int | None:
+    """The training steps a trial was configured for (its ``steps`` parameter, or the
+    hyperparameters ``PEFTObjective`` recorded); None when it has neither."""
     steps = trial.params.get("steps") or (
         trial.user_attrs.get(schema.TRIAL_HYPERPARAMETERS) or {}
     ).get("steps")
@@ -32,6 +34,8 @@ def total_steps(trial: FrozenTrial) -> int | None:
 def interpolate(
     curve: Sequence[dict[str, Any]], total: int, fraction: float, key: str
 ) -> float | None:
+    """A learning curve's ``key`` at ``fraction`` of ``total`` steps, linear between its
+    points (held flat beyond them); None when no point records ``key``."""
     points = sorted((p["step"] / total, p[key]) for p in curve if p.get(key) is not None)
     if not points:
         return None

@@ -63,6 +63,8 @@ class Batch(NamedTuple):
 
 
 def eos_id(tokenizer: Any) -> int:
+    """The tokenizer's end-of-sequence id (the lowest, when mlx-lm's ``TokenizerWrapper``
+    lists several), appended to every answer so the model learns where it stops."""
     ids = getattr(tokenizer, "eos_token_ids", None)
     return min(ids) if ids else int(tokenizer.eos_token_id)
 

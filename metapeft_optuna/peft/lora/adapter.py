@@ -22,6 +22,7 @@ LORA_LAYERS = (LoRALinear, DoRALinear)
 
 
 def replace_modules(model: nn.Module, replacements: list[tuple[str, nn.Module]]) -> None:
+    """Swap the ``(dotted name, module)`` pairs into ``model`` in place."""
     if replacements:
         model.update_modules(tree_unflatten(replacements))
 
