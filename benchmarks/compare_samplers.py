@@ -9,8 +9,9 @@ which needs Optuna 4.x (it reads TPE internals Optuna 5 changed): make its envir
 with ``make .venv-optuna4/.installed``, take a local copy of the registry
 (``git clone https://github.com/optuna/optunahub-registry``) and run this script with
 ``.venv-optuna4/bin/python`` (``--samplers meta_learn_tpe`` runs it alone, for
-``--summarise`` to merge with the other samplers' run under Optuna 5). Every sampler searches the space the experience was
-recorded in (``build_meta_dataset.recorded_space``: 10-200 steps for v2).
+``--summarise`` to merge with the other samplers' run under Optuna 5). Every sampler
+searches the space the experience was recorded in (``build_meta_dataset.recorded_space``:
+10-200 steps for v2).
 
 Metric: hypervolume of (quality, log peak memory, log training time) after 1..N trials,
 objectives normalised per task, fixed reference point, divided by the hypervolume of the
