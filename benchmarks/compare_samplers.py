@@ -691,9 +691,9 @@ def write_outputs(
     rows = [{k: round(v, 5) if isinstance(v, float) else v for k, v in r.items()} for r in rows]
     write_csv(Path(f"{prefix}.csv"), rows)
     if quality:
-        Path(f"{prefix}_oracle_fit.json").write_text(json.dumps(quality, indent=1))
+        atomic_write_text(Path(f"{prefix}_oracle_fit.json"), json.dumps(quality, indent=1))
     summary = summarise(rows, samplers, args.trials)
-    Path(f"{prefix}.md").write_text(summary)
+    atomic_write_text(Path(f"{prefix}.md"), summary)
     print("\n" + summary)
     plot(rows, samplers, f"{prefix}.png")
 

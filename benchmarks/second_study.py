@@ -35,6 +35,7 @@ from pathlib import Path
 
 import metapeft_optuna  # noqa: F401  (BLAS before mlx)
 from metapeft_optuna import schema
+from metapeft_optuna.atomic import atomic_write_text
 from metapeft_optuna.cli.resume import ended_trials
 from metapeft_optuna.meta import ExperienceBuffer, MetaPEFTSystem
 from metapeft_optuna.tasks import load_task
@@ -243,7 +244,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / f"second_study_{args.model}.csv", rows)
     summary = summarise(rows, args)
-    (out / f"second_study_{args.model}.md").write_text(summary)
+    atomic_write_text(out / f"second_study_{args.model}.md", summary)
     print("\n" + summary)
 
 

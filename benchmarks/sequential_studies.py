@@ -32,6 +32,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import metapeft_optuna  # noqa: F401  (BLAS before mlx)
+from metapeft_optuna.atomic import atomic_write_text
 from metapeft_optuna.meta import ExperienceBuffer, MetaPEFTSystem
 from metapeft_optuna.samplers import MetaPEFTSampler
 
@@ -237,7 +238,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / f"{args.name}.csv", rows)
     summary = summarise(rows, args.samplers, args.trials, args.late)
-    (out / f"{args.name}.md").write_text(summary)
+    atomic_write_text(out / f"{args.name}.md", summary)
     plot(rows, args.samplers, args.trials, out / f"{args.name}.png")
     print("\n" + summary)
 
