@@ -5,9 +5,11 @@ task's default objectives and the trial protocol of ``docs/trial-protocol.md`` (
 held-out test examples where the task's data allows, accuracy and val_loss with their
 standard errors, a 4-point learning curve on 64 validation examples, the zero-shot
 baseline once per study). The search space is the product's (10-200 steps on a log
-scale). Methods take turns per task from a per-task offset (each gets 6-7 of 40); every
-other parameter comes from a ``RandomSampler`` seeded by task and trial number. One
-storage, one study per task, one loaded model for all trials.
+scale). Methods take turns per task from a per-task offset (each gets 6-7 of 40; a task
+whose ``--configs`` left a method under ``MIN_PER_METHOD``, as redone trials can shift
+the turns, gets that method's trials after them); every other parameter comes from a
+``RandomSampler`` seeded by task and trial number. One storage, one study per task,
+one loaded model for all trials.
 
 Order: the learnability bar first (``benchmarks/task_signal.py``): up to ``BAR``
 configurations of every task that does not pass yet (one passing configuration settles
@@ -35,6 +37,7 @@ import os
 import sys
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import metapeft_optuna
@@ -56,6 +59,7 @@ BAR = 12  # configurations the learnability bar is judged on
 ACCURACY_GAIN = 0.15  # the bar: accuracy above zero-shot, or ...
 LOSS_DROP = 0.25  # ... val_loss below zero-shot by this fraction (free-form answers)
 CONFIGS = 40
+MIN_PER_METHOD = 6  # configurations of each method per complete task
 BUDGET = TrainingBudget(curve_points=4, curve_examples=64, eval_examples=400)
 # Completed first: 16 tasks that make a whole meta-dataset on their own (seven domains,
 # six scored by val_loss, both chat tasks). The seven that follow are the costliest per
@@ -228,7 +232,14 @@ class LoggedObjective(PEFTObjective):
         return super().__call__(trial)
 
 
-def next_task(studies: dict[str, optuna.Study], configs: int) -> str | None:
+def short_method(trials: list[optuna.trial.FrozenTrial], methods: list[str]) -> str | None:
+    """The method with the fewest of ``trials`` if it has fewer than ``MIN_PER_METHOD``."""
+    runs = Counter(t.params.get("method") for t in trials)
+    fewest = min(methods, key=lambda m: runs[m])
+    return fewest if runs[fewest] < MIN_PER_METHOD else None
+
+
+def next_task(studies: dict[str, optuna.Study], configs: int, methods: list[str]) -> str | None:
     """The task to run next (see the module docstring), None when the build is done."""
     bar, rest = [], []
     for spec, study in studies.items():
@@ -236,7 +247,7 @@ def next_task(studies: dict[str, optuna.Study], configs: int) -> str | None:
         done, verdict = len(trials), learns(study, done=trials)
         if done < BAR and verdict is not True:
             bar.append((done, spec))
-        elif verdict is True and done < configs:
+        elif verdict is True and (done < configs or short_method(trials, methods)):
             rest.append((spec.split("@")[0] not in CORE, done, spec))
     if bar:
         return min(bar)[1]
@@ -267,15 +278,17 @@ def build(storage: str, tasks: list[str], configs: int, model_spec: str) -> None
         objectives[spec].check_study(studies[spec])
     Path(IDLE).unlink(missing_ok=True)  # left by a build killed while held
     started, ran = time.time(), 0
-    while (spec := next_task(studies, configs)) is not None:
+    while (spec := next_task(studies, configs, methods)) is not None:
         study = studies[spec]
         if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             pass  # enqueued by a run stopped before it ran: Optuna runs it first
         elif redo := pending_redo(study):
             study.enqueue_trial(redo[0].params)
         else:
-            turn = task_seed(spec) // 1000 + len(counted(study))
-            study.enqueue_trial({"method": methods[turn % len(methods)]})
+            trials = counted(study)
+            turn = task_seed(spec) // 1000 + len(trials)
+            method = short_method(trials, methods) if len(trials) >= configs else None
+            study.enqueue_trial({"method": method or methods[turn % len(methods)]})
         # Seeded by task and trial number, so a resumed build draws anew.
         study.sampler = optuna.samplers.RandomSampler(seed=task_seed(spec) + len(study.trials))
         wait_while_held()

@@ -73,3 +73,19 @@ def test_first_step_overhead_reads_the_recorded_curves(monkeypatch, capsys):
     rows = capsys.readouterr().out.splitlines()
     assert rows[2].startswith("| all | 520 |")
     assert any(row.startswith("| lora |") for row in rows)
+
+
+def test_a_complete_task_short_of_a_method_gets_that_method(build):
+    methods = ("lora", "dora", "prompt_tuning")
+    trials = [
+        optuna.trial.create_trial(
+            params={"method": method},
+            distributions={"method": optuna.distributions.CategoricalDistribution(methods)},
+            value=0.5,
+        )
+        for method, n in (("lora", 8), ("dora", 7), ("prompt_tuning", 5))
+        for _ in range(n)
+    ]
+    assert build.short_method(trials, methods) == "prompt_tuning"
+    assert build.short_method(trials, ("lora", "dora")) is None
+    assert build.short_method(trials, (*methods, "p_tuning")) == "p_tuning"  # none yet
