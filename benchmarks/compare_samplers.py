@@ -754,6 +754,8 @@ def summarise(rows: list[dict], samplers: list[str], trials: int) -> str:
             cells.append(f"{mean:.3f} ± {std:.3f}")
         lines.append(f"| {LABELS[s]} | " + " | ".join(cells) + " |")
     text = "\n".join(lines)
+    if "meta" in table and len(table) > 1:
+        text += "\n\n" + paired_table(by, samplers, budgets)
     # The targets of the issue, stated as measured.
     if "meta" in table:
         # Tasks whose quality never varies (every trial at chance or at 0) have no
@@ -786,6 +788,34 @@ def summarise(rows: list[dict], samplers: list[str], trials: int) -> str:
             )
         text += "\n".join(notes)
     return text + "\n"
+
+
+def paired_table(by: dict, samplers: list[str], budgets: list[int]) -> str:
+    """MetaPEFT minus each other sampler, paired by task: each task's mean over its seeds,
+    then the mean ± standard error over the tasks both ran, and how many tasks MetaPEFT
+    leads. Tasks, not (task, seed) runs, are the independent units: seeds share a task's
+    oracle and meta-model."""
+    per_task = defaultdict(list)
+    for (sampler, n, task, _), values in by.items():
+        per_task[sampler, n, task].append(values[0])
+    tasks = sorted({task for (_, _, task, _) in by})
+    lines = [
+        "| MetaPEFT - sampler, paired over tasks (mean ± se; tasks MetaPEFT leads) | "
+        + " | ".join(f"@{b}" for b in budgets)
+        + " |",
+        "|---|" + "---:|" * len(budgets),
+    ]
+    for other in (s for s in samplers if s != "meta"):
+        cells = []
+        for b in budgets:
+            both = [t for t in tasks if {("meta", b, t), (other, b, t)} <= per_task.keys()]
+            d = np.array(
+                [np.mean(per_task["meta", b, t]) - np.mean(per_task[other, b, t]) for t in both]
+            )
+            se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+            cells.append(f"{d.mean():+.3f} ± {se:.3f} ({int((d > 0).sum())}/{len(d)})")
+        lines.append(f"| {LABELS[other]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def near_best(row: dict) -> bool:

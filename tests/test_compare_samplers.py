@@ -248,3 +248,15 @@ def test_live_mode_refuses_to_run_beside_the_build(compare, tmp_path, monkeypatc
     monkeypatch.setattr(sys, "argv", live_argv(tmp_path / "none.jsonl", tmp_path, storage, 1))
     with pytest.raises(SystemExit, match="build is running"):
         compare.main()
+
+
+def test_paired_table_differences_task_means_with_standard_errors(compare):
+    by = {}
+    for task, gap in (("a", 0.1), ("b", 0.3)):
+        for seed in range(2):
+            by[("meta", 1, task, seed)] = [0.5 + gap + 0.1 * seed]
+            by[("tpe", 1, task, seed)] = [0.5 + 0.1 * seed]
+    table = compare.paired_table(by, ["meta", "tpe"], [1])
+    # Differences 0.1 and 0.3: mean 0.2, standard error 0.1 over the two tasks.
+    assert "| TPE | +0.200 ± 0.100 (2/2) |" in table
+    assert "MetaPEFT" not in table.splitlines()[-1]
