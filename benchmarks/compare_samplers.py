@@ -873,7 +873,7 @@ def plot(rows: list[dict], samplers: list[str], path: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=["fast", "live"], default="fast")
-    parser.add_argument("--experience", nargs="+", default=["studies/meta_dataset.jsonl"])
+    parser.add_argument("--experience", nargs="+", default=["studies/meta_dataset_v2.jsonl"])
     parser.add_argument(
         "--samplers",
         nargs="+",

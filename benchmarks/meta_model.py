@@ -8,7 +8,7 @@ memory and training time, and the first two methods of the method selector and o
 recommendation follows (selector x surrogate) against the task's best method, next to the
 majority-method baseline. Run:
 
-    python benchmarks/meta_model.py [--experience studies/meta_dataset.jsonl] [--shots 5]
+    python benchmarks/meta_model.py [--experience studies/meta_dataset_v2.jsonl] [--shots 5]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument(
         "--experience",
         nargs="+",
-        default=["studies/meta_dataset.jsonl"],
+        default=["studies/meta_dataset_v2.jsonl"],
         help="storages (URLs) or JSON Lines exports",
     )
     parser.add_argument("--shots", type=int, default=5)

@@ -18,7 +18,7 @@ the other curves, or from the curve's validation loss through an isotonic fit of
 others' final accuracy on their loss at the same fraction (what MetaPEFTPruner does in
 accuracy studies once it has 10 finished trials). Run:
 
-    python benchmarks/pruners.py [--experience studies/meta_dataset.jsonl] [--orders 5]
+    python benchmarks/pruners.py [--experience studies/meta_dataset_v2.jsonl] [--orders 5]
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def lost(r: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experience", nargs="+", default=["studies/meta_dataset.jsonl"])
+    parser.add_argument("--experience", nargs="+", default=["studies/meta_dataset_v2.jsonl"])
     parser.add_argument("--orders", type=int, default=5, help="random trial orders per task")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
