@@ -36,7 +36,6 @@ import math
 import os
 import sys
 import time
-import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -173,9 +172,7 @@ def rekey(storage: str, study: optuna.Study, objective: PEFTObjective) -> optuna
     new = optuna.create_study(
         study_name=study.study_name, storage=storage, directions=objective.directions
     )
-    with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        new.set_metric_names(list(objective.objectives))
+    schema.name_study_objectives(new, objective.objectives)
     for key, value in attrs.items():
         if key == schema.STUDY_TASK:
             value = {**value, "quality": objective.task.quality_objective}

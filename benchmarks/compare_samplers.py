@@ -48,7 +48,6 @@ import json
 import subprocess
 import sys
 import time
-import warnings
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -384,9 +383,7 @@ def peft_study(
         directions=schema.directions(objectives),
         sampler=sampler,
     )
-    with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(list(objectives))
+    schema.name_study_objectives(study, objectives)
     chars, info = context
     study.set_user_attr(schema.STUDY_TASK, {"name": task, "characteristics": chars.to_dict()})
     study.set_user_attr(schema.STUDY_MODEL, info)

@@ -6,7 +6,8 @@ accuracy or val_loss; zero-shot, and after adapting on the task's first few tria
 same for a task-agnostic surrogate (task features zeroed), zero-shot Spearman for peak
 memory and training time, and the first two methods of the method selector and of what a
 recommendation follows (selector x surrogate) against the task's best method, next to the
-majority-method baseline. Run:
+majority-method baseline. Held-out tasks are shared among ``--workers`` processes (each
+fit is seeded, so the figures do not depend on how they are shared). Run:
 
     python benchmarks/meta_model.py [--experience studies/meta_dataset_v2.jsonl] [--shots 5]
 """
@@ -15,13 +16,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+from multiprocessing import get_context
 
 import metapeft_optuna  # noqa: F401
 from metapeft_optuna.meta import ExperienceBuffer, SurrogateConfig
-from metapeft_optuna.meta.loto import leave_one_task_out
+from metapeft_optuna.meta.loto import HeldOutTask, LeaveOneTaskOut, leave_one_task_out
 
 from build_meta_dataset import recorded_space
+
+
+def held_out(experience: list[str], shots: int, tasks: list[str]) -> list[HeldOutTask]:
+    """Leave-one-task-out results for ``tasks`` (names), each against all the others."""
+    buffer = ExperienceBuffer.from_storages(experience)
+    report = leave_one_task_out(
+        buffer,
+        config=SurrogateConfig(),
+        shots=shots,
+        search_space=recorded_space(list(buffer)),
+        tasks=tasks,
+    )
+    return report.tasks
 
 
 def main() -> None:
@@ -34,16 +52,21 @@ def main() -> None:
     )
     parser.add_argument("--shots", type=int, default=5)
     parser.add_argument("--json", help="also write the full report here")
+    parser.add_argument(
+        "--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes"
+    )
     args = parser.parse_args()
     buffer = ExperienceBuffer.from_storages(args.experience)
     print(f"{len(buffer.complete())} complete experiences on {len(buffer.by_task())} tasks\n")
     start = time.time()
-    report = leave_one_task_out(
-        buffer,
-        config=SurrogateConfig(),
-        shots=args.shots,
-        search_space=recorded_space(list(buffer)),
-    )
+    names = sorted({group[0].task_name for group in buffer.by_task().values()})
+    shares = [names[i :: args.workers] for i in range(args.workers)]
+    # Spawned, not forked: forking a process whose MLX and BLAS threads run is unsafe.
+    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+        parts = pool.map(partial(held_out, args.experience, args.shots), shares)
+        order = {name: i for i, name in enumerate(names)}
+        tasks = sorted((t for part in parts for t in part), key=lambda t: order[t.task])
+    report = LeaveOneTaskOut(tasks, shots=args.shots)
     print(
         "| held-out task | trials | quality | Spearman | task-agnostic | after "
         f"{args.shots} shots | agnostic after {args.shots} | memory | time | selected "

@@ -94,7 +94,7 @@ def replay(
     directions = schema.directions(objectives)
     study = optuna.create_study(directions=directions if multi else directions[:1], pruner=pruner)
     if multi:
-        study.set_metric_names(list(objectives))
+        schema.name_study_objectives(study, objectives)
     curve_key = schema.OBJECTIVE_SPECS[objectives[0]].curve_key
     # The v2 build's space (10-200 steps) holds both meta-datasets' recorded values.
     distributions = build_space().distributions()

@@ -12,6 +12,7 @@ each of its finished or pruned trials one experience.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -154,6 +155,16 @@ def objectives_of(metric_names: Sequence[str] | None, study_directions: Sequence
 def study_objectives(study: Any) -> tuple[str, ...]:
     """The objective names of an Optuna ``study`` (see :func:`objectives_of`)."""
     return objectives_of(study.metric_names, study.directions)
+
+
+def name_study_objectives(study: Any, objectives: Sequence[str]) -> None:
+    """Label an Optuna ``study``'s objectives with their names (``set_metric_names``,
+    which :func:`study_objectives` reads back), without its experimental-API warning."""
+    import optuna  # here, so that the schema imports without Optuna
+
+    with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(objectives))
 
 
 def metrics_by_name(names: Sequence[str], values: Sequence[float] | None) -> dict[str, float]:

@@ -6,7 +6,6 @@ import logging
 import math
 import os
 import tempfile
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -251,9 +250,7 @@ class PEFTObjective:
             self.check_study(study)
         self.check_objectives(study)
         if study.metric_names is None:
-            with warnings.catch_warnings():  # experimental API, stable enough for labels
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                study.set_metric_names(list(self.objectives))
+            schema.name_study_objectives(study, self.objectives)
         existing = study.user_attrs
         for key, value in self.study_attributes().items():
             if key not in existing:
