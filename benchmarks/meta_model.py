@@ -61,7 +61,11 @@ def main() -> None:
     start = time.time()
     names = sorted({group[0].task_name for group in buffer.by_task().values()})
     shares = [names[i :: args.workers] for i in range(args.workers)]
-    # Spawned, not forked: forking a process whose MLX and BLAS threads run is unsafe.
+    # Each worker gets its share of the cores (threads that outnumber the cores spin
+    # against each other), and is spawned, not forked: forking a process whose MLX and
+    # BLAS threads run is unsafe.
+    threads = str(max(1, (os.cpu_count() or 1) // args.workers))
+    os.environ.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
         parts = pool.map(partial(held_out, args.experience, args.shots), shares)
         order = {name: i for i, name in enumerate(names)}
