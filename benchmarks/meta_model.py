@@ -23,6 +23,7 @@ from functools import partial
 from multiprocessing import get_context
 
 import metapeft_optuna  # noqa: F401
+from metapeft_optuna.cli.workers import threads_per_worker
 from metapeft_optuna.meta import ExperienceBuffer, SurrogateConfig
 from metapeft_optuna.meta.loto import HeldOutTask, LeaveOneTaskOut, leave_one_task_out
 
@@ -64,7 +65,7 @@ def main() -> None:
     # Each worker gets its share of the cores (threads that outnumber the cores spin
     # against each other), and is spawned, not forked: forking a process whose MLX and
     # BLAS threads run is unsafe.
-    threads = str(max(1, (os.cpu_count() or 1) // args.workers))
+    threads = str(threads_per_worker(args.workers))
     os.environ.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
         parts = pool.map(partial(held_out, args.experience, args.shots), shares)
