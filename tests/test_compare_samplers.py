@@ -250,6 +250,17 @@ def test_live_mode_refuses_to_run_beside_the_build(compare, tmp_path, monkeypatc
         compare.main()
 
 
+def test_live_mode_refuses_a_second_run_on_its_storage(compare, tmp_path, monkeypatch):
+    monkeypatch.setattr(compare, "build_running", lambda: False)
+    storage = f"sqlite:///{tmp_path / 'live.db'}"
+    monkeypatch.setattr(sys, "argv", live_argv(tmp_path / "none.jsonl", tmp_path, storage, 1))
+    message = "another live run is using --storage"
+    with compare.live_lock(storage), pytest.raises(SystemExit, match=message):
+        compare.main()
+    with compare.live_lock(storage):  # released when the first run ended
+        pass
+
+
 def test_paired_table_differences_task_means_with_standard_errors(compare):
     by = {}
     for task, gap in (("a", 0.1), ("b", 0.3)):
