@@ -31,12 +31,17 @@ the command runs, then releases it. Each trial records the load average at its s
 from __future__ import annotations
 
 import argparse
+import fcntl
+import hashlib
 import json
 import math
 import os
 import sys
+import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import metapeft_optuna
@@ -146,6 +151,35 @@ def pending_redo(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
         if t.user_attrs.get(schema.TRIAL_FAIL_REASON) in REDO
         and not any(u.number > t.number and u.params == t.params for u in trials)
     ]
+
+
+@contextmanager
+def storage_lock(storage: str, run: str) -> Iterator[None]:
+    """Held by the one ``run`` (say ``"live run"``, named in another run's exit line)
+    that may use ``storage`` from this directory (a relative SQLite path means a file
+    here) while the context lasts.
+
+    A second run on the same studies would fail the first one's running trial
+    (:func:`mark_interrupted`) and share the CPU with its timed fine-tunes.
+
+    Raises:
+        SystemExit: Another run holds it.
+    """
+    key = hashlib.sha1(f"{Path.cwd()}\n{storage}".encode()).hexdigest()[:16]
+    # "a+": the holder's name stays readable until the lock is taken.
+    with open(Path(tempfile.gettempdir()) / f"metapeft-storage-{key}.lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            sys.exit(
+                f"another {lock.read() or 'run'} is using --storage {storage}; wait for it "
+                "to finish or stop it (a rerun resumes its studies)"
+            )
+        lock.truncate(0)
+        lock.write(run)
+        lock.flush()
+        yield
 
 
 def mark_interrupted(study: optuna.Study) -> None:
@@ -406,7 +440,8 @@ def main() -> None:
         f"{len(tasks)} tasks x up to {args.configs} configurations",
         flush=True,
     )
-    build(args.storage, tasks, args.configs, args.model)
+    with storage_lock(args.storage, "meta-dataset build"):
+        build(args.storage, tasks, args.configs, args.model)
     print(report(args.storage))
 
 

@@ -42,17 +42,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import fcntl
 import hashlib
 import io
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +69,13 @@ from metapeft_optuna.training import PEFTSearchSpace, TrainingBudget
 
 import numpy as np
 import optuna
-from build_meta_dataset import counted, mark_interrupted, recorded_space, wait_while_held
+from build_meta_dataset import (
+    counted,
+    mark_interrupted,
+    recorded_space,
+    storage_lock,
+    wait_while_held,
+)
 
 SAMPLERS = ("meta", "tpe", "nsga2", "gp", "random", "warmstart")
 LABELS = {
@@ -548,29 +551,6 @@ def build_running() -> bool:
     return subprocess.run(["pgrep", "-f", pattern], stdout=subprocess.DEVNULL).returncode == 0
 
 
-@contextmanager
-def live_lock(storage: str) -> Iterator[None]:
-    """Held by the live run of ``storage`` (from this directory: a relative SQLite path
-    means a file here) while the context lasts.
-
-    A second run on the same studies would fail the first one's running trial as
-    interrupted and share the CPU with its timed fine-tunes.
-
-    Raises:
-        SystemExit: Another live run holds it.
-    """
-    key = hashlib.sha1(f"{Path.cwd()}\n{storage}".encode()).hexdigest()[:16]
-    with open(Path(tempfile.gettempdir()) / f"metapeft-compare-live-{key}.lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            sys.exit(
-                f"live mode: another live run is using --storage {storage}; wait for it to "
-                "finish or stop it (a rerun resumes its studies)"
-            )
-        yield
-
-
 def live_mode(args: argparse.Namespace) -> None:
     """Real fine-tunes, one Optuna study per (task, sampler, seed) in ``--storage``.
 
@@ -579,95 +559,98 @@ def live_mode(args: argparse.Namespace) -> None:
     fewest, so a run stopped early leaves every study about as far. Between trials it
     waits while ``benchmarks/pause_build.sh`` holds the machine, as the build does.
     """
-    from metapeft_optuna.models import load_model
-    from metapeft_optuna.tasks import TaskCharacteristics, load_task
-    from metapeft_optuna.training import fine_tune
-    from metapeft_optuna.training.prepared import PreparedTask
-
     if build_running():
         sys.exit(
             "live mode: the meta-dataset build is running and would share the CPU with the "
             "timed fine-tunes; stop it first (touch studies/.build_hold, wait for "
             "studies/.build_idle, then stop benchmarks/build_meta_dataset.py)"
         )
-    with live_lock(args.storage):
-        loaded = load_model(args.model)
-        num_layers = len(loaded.model.layers)
-        live = {load_task(spec).name.split("@")[0] for spec in args.tasks}
-        experience = ExperienceBuffer.from_storages(args.experience)
-        space = recorded_space(list(experience))  # live trials search what the sources did
-        groups = experience.by_task()
-        sources = {k: g for k, g in groups.items() if g[0].task_name.split("@")[0] not in live}
-        print(f"meta-model: {len(sources)} of the {len(groups)} tasks in {args.experience}")
-        system = fitted_system(sources, space, args.system_cache)
-        samplers = [s for s in args.samplers if s in ("meta", "tpe")]
-        # Every live study shares --storage: learning from it would hand a meta study the other
-        # seeds' trials on its own task, so the meta-model sees the sources only.
-        options = {**meta_options(args), "learn_from_storage": False}
-        studies: dict[tuple[str, str, int], optuna.Study] = {}
-        evaluators, objectives_of = {}, {}
-        for task_name in args.tasks:
-            task = load_task(task_name)
-            chars = TaskCharacteristics.from_task(task, loaded.tokenizer)
-            prepared = PreparedTask.prepare(task, loaded.tokenizer, LIVE_BUDGET)
-            context = (chars, loaded.info.to_dict())
-            objectives = objectives_of[task_name] = schema.default_objectives(
-                task.quality_objective
-            )
+    with storage_lock(args.storage, "live run"):
+        run_live(args)
 
-            def evaluate(params: dict, task=task, prepared=prepared, objectives=objectives):
-                method, hp = space.to_hyperparameters(params, num_layers, task.description)
-                try:
-                    result = fine_tune(loaded, prepared, method, hp, LIVE_BUDGET)
-                except metapeft_optuna.TrialFailedError:
-                    return None
-                return target_vector(dict(zip(objectives, result.values(objectives))), objectives)
 
-            evaluators[task_name] = evaluate
-            for seed in seeds(args):
-                for name in samplers:
-                    sampler = make_sampler(name, seed, context, system, None, [], options, space)
-                    key = (task_name, name, seed)
-                    studies[key] = peft_study(
-                        sampler,
-                        task_name,
-                        context,
-                        storage=args.storage,
-                        study_name=f"live-{task_name}-{name}-{seed}",
-                        objectives=objectives,
-                    )
-                    mark_interrupted(studies[key])
-        while todo := {
-            k: n for k, s in studies.items() if (n := len(counted(s))) < args.trials
-        }:  # each study's storage read once per trial
-            key = min(todo, key=todo.get)
-            wait_while_held()
-            started = time.time()
-            optimise(studies[key], 1, space, evaluators[key[0]], num_layers)
-            trial = studies[key].trials[-1]
-            print(
-                f"[{time.strftime('%H:%M:%S')}] {' '.join(map(str, key))} #{trial.number} "
-                f"{trial.params.get('method')}: {trial.state.name} {trial.values} "
-                f"({time.time() - started:.0f} s; {len(todo) - 1} studies short)",
-                flush=True,
-            )
-        rows: list[dict] = []
-        for task_name in args.tasks:
-            objectives = objectives_of[task_name]
-            outcomes = {
-                (name, seed): stored_targets(study, args.trials, objectives)
-                for (task, name, seed), study in studies.items()
-                if task == task_name
-            }
-            curves = normalised_curves(outcomes, objectives)
-            if curves is None:
-                print(f"{task_name}: every trial failed; left out of the comparison", flush=True)
-                continue
-            best = best_quality(np.vstack(list(outcomes.values())), objectives)
-            for (name, seed), curve in curves.items():
-                run = run_columns(task_name, name, seed, outcomes[name, seed], best, objectives)
-                rows += [{**run, "trials": n, "normalised_hv": v} for n, v in enumerate(curve, 1)]
-        write_outputs(rows, {}, args, samplers)
+def run_live(args: argparse.Namespace) -> None:
+    """The body of :func:`live_mode`, run while it holds the storage."""
+    from metapeft_optuna.models import load_model
+    from metapeft_optuna.tasks import TaskCharacteristics, load_task
+    from metapeft_optuna.training import fine_tune
+    from metapeft_optuna.training.prepared import PreparedTask
+
+    loaded = load_model(args.model)
+    num_layers = len(loaded.model.layers)
+    live = {load_task(spec).name.split("@")[0] for spec in args.tasks}
+    experience = ExperienceBuffer.from_storages(args.experience)
+    space = recorded_space(list(experience))  # live trials search what the sources did
+    groups = experience.by_task()
+    sources = {k: g for k, g in groups.items() if g[0].task_name.split("@")[0] not in live}
+    print(f"meta-model: {len(sources)} of the {len(groups)} tasks in {args.experience}")
+    system = fitted_system(sources, space, args.system_cache)
+    samplers = [s for s in args.samplers if s in ("meta", "tpe")]
+    # Every live study shares --storage: learning from it would hand a meta study the other
+    # seeds' trials on its own task, so the meta-model sees the sources only.
+    options = {**meta_options(args), "learn_from_storage": False}
+    studies: dict[tuple[str, str, int], optuna.Study] = {}
+    evaluators, objectives_of = {}, {}
+    for task_name in args.tasks:
+        task = load_task(task_name)
+        chars = TaskCharacteristics.from_task(task, loaded.tokenizer)
+        prepared = PreparedTask.prepare(task, loaded.tokenizer, LIVE_BUDGET)
+        context = (chars, loaded.info.to_dict())
+        objectives = objectives_of[task_name] = schema.default_objectives(task.quality_objective)
+
+        def evaluate(params: dict, task=task, prepared=prepared, objectives=objectives):
+            method, hp = space.to_hyperparameters(params, num_layers, task.description)
+            try:
+                result = fine_tune(loaded, prepared, method, hp, LIVE_BUDGET)
+            except metapeft_optuna.TrialFailedError:
+                return None
+            return target_vector(dict(zip(objectives, result.values(objectives))), objectives)
+
+        evaluators[task_name] = evaluate
+        for seed in seeds(args):
+            for name in samplers:
+                sampler = make_sampler(name, seed, context, system, None, [], options, space)
+                key = (task_name, name, seed)
+                studies[key] = peft_study(
+                    sampler,
+                    task_name,
+                    context,
+                    storage=args.storage,
+                    study_name=f"live-{task_name}-{name}-{seed}",
+                    objectives=objectives,
+                )
+                mark_interrupted(studies[key])
+    while todo := {
+        k: n for k, s in studies.items() if (n := len(counted(s))) < args.trials
+    }:  # each study's storage read once per trial
+        key = min(todo, key=todo.get)
+        wait_while_held()
+        started = time.time()
+        optimise(studies[key], 1, space, evaluators[key[0]], num_layers)
+        trial = studies[key].trials[-1]
+        print(
+            f"[{time.strftime('%H:%M:%S')}] {' '.join(map(str, key))} #{trial.number} "
+            f"{trial.params.get('method')}: {trial.state.name} {trial.values} "
+            f"({time.time() - started:.0f} s; {len(todo) - 1} studies short)",
+            flush=True,
+        )
+    rows: list[dict] = []
+    for task_name in args.tasks:
+        objectives = objectives_of[task_name]
+        outcomes = {
+            (name, seed): stored_targets(study, args.trials, objectives)
+            for (task, name, seed), study in studies.items()
+            if task == task_name
+        }
+        curves = normalised_curves(outcomes, objectives)
+        if curves is None:
+            print(f"{task_name}: every trial failed; left out of the comparison", flush=True)
+            continue
+        best = best_quality(np.vstack(list(outcomes.values())), objectives)
+        for (name, seed), curve in curves.items():
+            run = run_columns(task_name, name, seed, outcomes[name, seed], best, objectives)
+            rows += [{**run, "trials": n, "normalised_hv": v} for n, v in enumerate(curve, 1)]
+    write_outputs(rows, {}, args, samplers)
 
 
 def normalised_curves(

@@ -60,6 +60,16 @@ def test_core_builds_only_the_core_tasks(build, monkeypatch, tmp_path):
     assert sorted(spec.split("@")[0] for spec in ran["tasks"]) == sorted(build.CORE)
 
 
+def test_a_second_build_on_the_storage_exits_with_one_line(build, monkeypatch, tmp_path):
+    monkeypatch.setattr(build, "build", lambda *_: pytest.fail("a second build ran"))
+    storage = f"sqlite:///{tmp_path / 'v2.db'}"
+    monkeypatch.setattr(sys, "argv", ["build_meta_dataset.py", "--storage", storage, "--core"])
+    # The same lock a live comparison on that storage takes.
+    with build.storage_lock(storage, "live run"), pytest.raises(SystemExit) as stop:
+        build.main()
+    assert str(stop.value).startswith(f"another live run is using --storage {storage}")
+
+
 def test_first_step_overhead_reads_the_recorded_curves(monkeypatch, capsys):
     overhead = import_benchmark("first_step_overhead")
     # Steady at 2 s a step from the second point on: the first 5 steps took 4 s extra.

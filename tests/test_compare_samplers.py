@@ -255,9 +255,9 @@ def test_live_mode_refuses_a_second_run_on_its_storage(compare, tmp_path, monkey
     storage = f"sqlite:///{tmp_path / 'live.db'}"
     monkeypatch.setattr(sys, "argv", live_argv(tmp_path / "none.jsonl", tmp_path, storage, 1))
     message = "another live run is using --storage"
-    with compare.live_lock(storage), pytest.raises(SystemExit, match=message):
+    with compare.storage_lock(storage, "live run"), pytest.raises(SystemExit, match=message):
         compare.main()
-    with compare.live_lock(storage):  # released when the first run ended
+    with compare.storage_lock(storage, "live run"):  # released when the first run ended
         pass
 
 
