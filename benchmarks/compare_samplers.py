@@ -64,7 +64,7 @@ from metapeft_optuna.meta.features import (
     target_columns,
     target_vector,
 )
-from metapeft_optuna.samplers import MetaPEFTSampler
+from metapeft_optuna.samplers import MetaPEFTSampler, fallback_sampler
 from metapeft_optuna.training import PEFTSearchSpace, TrainingBudget
 
 import numpy as np
@@ -303,10 +303,8 @@ def make_sampler(
     if name == "meta":
         chars, info = context
         options = dict(meta_options or {})
-        if options.pop("fallback", "tpe") == "gp":
-            # Same 6-trial start-up as the default TPE fallback; the warm start counts.
-            gp = optuna.samplers.GPSampler(seed=seed, n_startup_trials=6)
-            options["independent_sampler"] = gp
+        if (fallback := options.pop("fallback", "tpe")) != "tpe":
+            options["independent_sampler"] = fallback_sampler(fallback, seed)
         return MetaPEFTSampler(
             task_characteristics=chars,
             model_info=info,

@@ -61,6 +61,7 @@ _EXPORTS = {
     "ReptileLearner": "meta",
     # Optuna plugin
     "MetaPEFTSampler": "samplers",
+    "fallback_sampler": "samplers",
     "MetaPEFTPruner": "pruners",
 }
 

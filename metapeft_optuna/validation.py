@@ -98,6 +98,18 @@ def check_choice(
         raise error(f"{owner}: {name}={value!r}; use one of {tuple(choices)}.")
 
 
+def require_torch(owner: str, what: str) -> None:
+    """Raise :class:`ConfigError` unless torch, which the product does not install, can be
+    imported: ``what`` (an Optuna sampler) needs it."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"{owner}: {what} needs torch, which is not installed; run `pip install torch` "
+            "(CPU wheels: --index-url https://download.pytorch.org/whl/cpu) or use TPE."
+        ) from None
+
+
 def check_writable(
     name: str, path: str | Path, *, folder: bool, error: type[Exception] = ConfigError
 ) -> None:

@@ -15,6 +15,7 @@ import importlib
 import io
 import json
 import os
+import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -214,6 +215,24 @@ def _python(target: str, *args: Any, **kwargs: Any) -> Callable[[Path], Any]:
     shown = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
     call.shown = f"{name}({', '.join(shown)})"
     return call
+
+
+def _without_torch(call: Callable[[Path], Any]) -> Callable[[Path], Any]:
+    """``call`` as if torch, which the product does not install, were missing."""
+
+    def hidden(d: Path) -> Any:
+        saved = sys.modules.get("torch")
+        sys.modules["torch"] = None  # `import torch` now raises ImportError
+        try:
+            return call(d)
+        finally:
+            if saved is None:
+                del sys.modules["torch"]
+            else:
+                sys.modules["torch"] = saved
+
+    hidden.shown = f"{call.shown} without torch"
+    return hidden
 
 
 def _enqueued(params: dict[str, Any]) -> Callable[[Path], str]:
@@ -691,5 +710,11 @@ CATALOGUE: list[BadInput] = [
         "experience from a plain path",
         "sqlite:///",
         call=_python("metapeft_optuna.meta:ExperienceBuffer.from_storages", ["x.db"]),
+    ),
+    BadInput(
+        "python",
+        "a GP hand-over without torch",
+        "GPSampler needs torch",
+        call=_without_torch(_python("metapeft_optuna.samplers:fallback_sampler", "gp")),
     ),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 import time
 
 from metapeft_optuna import meta
@@ -168,6 +169,17 @@ def test_bad_tune_options_are_one_line_before_anything_runs(
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "cli.db").exists()  # nothing was created
+
+
+@pytest.mark.parametrize("option", [["--sampler", "gp"], ["--fallback", "gp"]])
+def test_gp_without_torch_is_one_line_before_anything_runs(
+    tune_args, tmp_path, capsys, monkeypatch, option
+):
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
+    assert main([*tune_args, *option]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{' '.join(option)}: GPSampler needs torch" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "cli.db").exists()
 
 
 def test_clear_errors(capsys):

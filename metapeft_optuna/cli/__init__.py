@@ -43,6 +43,13 @@ def _add_tune_options(parser: argparse.ArgumentParser, *, main: bool) -> None:
             help="MetaPEFTSampler or one of Optuna's (default: %(default)s)",
         )
         parser.add_argument(
+            "--fallback",
+            default="tpe",
+            choices=["tpe", "gp"],
+            help="--sampler meta: the sampler after the warm start; gp (needs torch) measured "
+            "better from 5 trials on, docs/benchmarks.md (default: %(default)s)",
+        )
+        parser.add_argument(
             "--pruner",
             default="meta",
             choices=["meta", "none"],

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import schema
-from ..validation import check_int, check_number, check_writable
+from ..validation import check_int, check_number, check_writable, require_torch
 from ._table import print_table
 from .report import TrialPrinter, baseline_line, pareto_rows, save_pareto_plot, wrap
 from .resume import Interrupted, StopAtTrials, counted_trials, retry_interrupted, stop_signals
@@ -21,15 +21,25 @@ MAIN_STORAGE = "sqlite:///studies/main.db"
 
 
 def make_sampler(
-    name: str, objective, seed: int | None, use_prior: bool, experience: Sequence[str] = ()
+    name: str,
+    objective,
+    seed: int | None,
+    use_prior: bool,
+    experience: Sequence[str] = (),
+    fallback: str = "tpe",
 ):
     import optuna
 
-    from ..samplers import MetaPEFTSampler
+    from ..samplers import MetaPEFTSampler, fallback_sampler
 
     samplers = {
         "meta": lambda: MetaPEFTSampler(
-            objective=objective, seed=seed, use_prior=use_prior, experience=experience
+            objective=objective,
+            seed=seed,
+            use_prior=use_prior,
+            experience=experience,
+            # The default TPE is re-seeded per trial inside the sampler; GP keeps its own.
+            independent_sampler=None if fallback == "tpe" else fallback_sampler(fallback, seed),
         ),
         "tpe": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True),
         "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
@@ -105,6 +115,9 @@ def check_options(args: argparse.Namespace) -> None:
         raise ConfigError("--study-name is empty; give a name, or leave the option out.")
     if args.adapters_dir:
         check_writable("--adapters-dir", args.adapters_dir, folder=True)
+    if args.sampler == "gp" or (args.sampler == "meta" and args.fallback == "gp"):
+        option = "--sampler gp" if args.sampler == "gp" else "--fallback gp"
+        require_torch(f"{owner} {option}", "GPSampler")
     for source in args.experience or ():
         if "://" not in source and not Path(source).is_file():
             raise ConfigError(
@@ -198,7 +211,9 @@ def optimize(args: argparse.Namespace, objective, storage, study_name: str, arti
     )
     # Workers of one --workers run must not replay each other's draws.
     seed = args.seed if args.as_worker is None else args.seed * 1000 + args.as_worker
-    sampler = make_sampler(args.sampler, objective, seed, not args.no_prior, args.experience or ())
+    sampler = make_sampler(
+        args.sampler, objective, seed, not args.no_prior, args.experience or (), args.fallback
+    )
     pruner = (
         MetaPEFTPruner(use_prior=not args.no_prior)
         if args.pruner == "meta"
@@ -291,4 +306,5 @@ def cmd_main(args: argparse.Namespace) -> int:
     """The README's main job: a real MetaPEFTSampler study with SmolLM2-135M."""
     args.task, args.model, args.sampler, args.pruner = MAIN_TASK, "smollm2-135m", "meta", "meta"
     args.objectives = args.methods = None
+    args.fallback = "tpe"
     return cmd_tune(args)
