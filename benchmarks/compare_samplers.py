@@ -80,6 +80,7 @@ from build_meta_dataset import (
 SAMPLERS = ("meta", "tpe", "nsga2", "gp", "random", "warmstart")
 LABELS = {
     "meta": "MetaPEFTSampler",
+    "meta_gp": "MetaPEFTSampler, GP hand-over",
     "tpe": "TPE",
     "nsga2": "NSGA-II",
     "gp": "GPSampler",
@@ -473,7 +474,8 @@ def fast_mode(args: argparse.Namespace) -> None:
                     meta_options(args),
                     oracle.objectives,
                 )
-                run = run_columns(task, name, seed, outcomes, best, oracle.objectives)
+                label = sampler_label(name, args)
+                run = run_columns(task, label, seed, outcomes, best, oracle.objectives)
                 for n, value in enumerate(hv_curve(scale(outcomes), best_hv), start=1):
                     rows.append({**run, "trials": n, "normalised_hv": value})
         print(
@@ -481,7 +483,13 @@ def fast_mode(args: argparse.Namespace) -> None:
             + ", ".join(f"{k} {v:.2f}" for k, v in oracle.fit_quality.items()),
             flush=True,
         )
-    write_outputs(rows, quality, args, samplers)
+    write_outputs(rows, quality, args, [sampler_label(s, args) for s in samplers])
+
+
+def sampler_label(name: str, args: argparse.Namespace) -> str:
+    """The name a run is stored and reported under: MetaPEFTSampler handing over to
+    GPSampler (``--fallback gp``) is a sampler of its own, ``meta_gp``."""
+    return "meta_gp" if name == "meta" and args.fallback == "gp" else name
 
 
 def seeds(args: argparse.Namespace) -> range:
@@ -608,13 +616,13 @@ def run_live(args: argparse.Namespace) -> None:
         for seed in seeds(args):
             for name in samplers:
                 sampler = make_sampler(name, seed, context, system, None, [], options, space)
-                key = (task_name, name, seed)
+                key = (task_name, sampler_label(name, args), seed)
                 studies[key] = peft_study(
                     sampler,
                     task_name,
                     context,
                     storage=args.storage,
-                    study_name=f"live-{task_name}-{name}-{seed}",
+                    study_name="live-{}-{}-{}".format(*key),
                     objectives=objectives,
                 )
                 mark_interrupted(studies[key])
@@ -648,7 +656,7 @@ def run_live(args: argparse.Namespace) -> None:
         for (name, seed), curve in curves.items():
             run = run_columns(task_name, name, seed, outcomes[name, seed], best, objectives)
             rows += [{**run, "trials": n, "normalised_hv": v} for n, v in enumerate(curve, 1)]
-    write_outputs(rows, {}, args, samplers)
+    write_outputs(rows, {}, args, [sampler_label(s, args) for s in samplers])
 
 
 def normalised_curves(
@@ -761,8 +769,9 @@ def summarise(rows: list[dict], samplers: list[str], trials: int) -> str:
             cells.append(f"{mean:.3f} ± {std:.3f}")
         lines.append(f"| {LABELS[s]} | " + " | ".join(cells) + " |")
     text = "\n".join(lines)
-    if "meta" in table and len(table) > 1:
-        text += "\n\n" + paired_table(by, samplers, budgets)
+    for reference in ("meta", "meta_gp"):
+        if reference in table and len(table) > 1:
+            text += "\n\n" + paired_table(by, samplers, budgets, reference)
     # The targets of the issue, stated as measured.
     if "meta" in table:
         # Tasks whose quality never varies (every trial at chance or at 0) have no
@@ -797,8 +806,9 @@ def summarise(rows: list[dict], samplers: list[str], trials: int) -> str:
     return text + "\n"
 
 
-def paired_table(by: dict, samplers: list[str], budgets: list[int]) -> str:
-    """MetaPEFT minus each other sampler, paired by task: each task's mean over its seeds,
+def paired_table(by: dict, samplers: list[str], budgets: list[int], reference: str) -> str:
+    """``reference`` (a MetaPEFT variant) minus each other sampler, paired by task: each
+    task's mean over its seeds,
     then the mean ± standard error over the tasks both ran, and how many tasks MetaPEFT
     leads. Tasks, not (task, seed) runs, are the independent units: seeds share a task's
     oracle and meta-model."""
@@ -806,18 +816,19 @@ def paired_table(by: dict, samplers: list[str], budgets: list[int]) -> str:
     for (sampler, n, task, _), values in by.items():
         per_task[sampler, n, task].append(values[0])
     tasks = sorted({task for (_, _, task, _) in by})
+    name = "MetaPEFT" if reference == "meta" else "MetaPEFT (GP hand-over)"
     lines = [
-        "| MetaPEFT - sampler, paired over tasks (mean ± se; tasks MetaPEFT leads) | "
+        f"| {name} - sampler, paired over tasks (mean ± se; tasks {name} leads) | "
         + " | ".join(f"@{b}" for b in budgets)
         + " |",
         "|---|" + "---:|" * len(budgets),
     ]
-    for other in (s for s in samplers if s != "meta"):
+    for other in (s for s in samplers if s != reference):
         cells = []
         for b in budgets:
-            both = [t for t in tasks if {("meta", b, t), (other, b, t)} <= per_task.keys()]
+            both = [t for t in tasks if {(reference, b, t), (other, b, t)} <= per_task.keys()]
             d = np.array(
-                [np.mean(per_task["meta", b, t]) - np.mean(per_task[other, b, t]) for t in both]
+                [np.mean(per_task[reference, b, t]) - np.mean(per_task[other, b, t]) for t in both]
             )
             se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
             cells.append(f"{d.mean():+.3f} ± {se:.3f} ({int((d > 0).sum())}/{len(d)})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import importlib.util
 import sys
 
 from metapeft_optuna import schema
@@ -267,7 +268,38 @@ def test_paired_table_differences_task_means_with_standard_errors(compare):
         for seed in range(2):
             by[("meta", 1, task, seed)] = [0.5 + gap + 0.1 * seed]
             by[("tpe", 1, task, seed)] = [0.5 + 0.1 * seed]
-    table = compare.paired_table(by, ["meta", "tpe"], [1])
+    table = compare.paired_table(by, ["meta", "tpe"], [1], "meta")
     # Differences 0.1 and 0.3: mean 0.2, standard error 0.1 over the two tasks.
     assert "| TPE | +0.200 ± 0.100 (2/2) |" in table
     assert "MetaPEFT" not in table.splitlines()[-1]
+    # The GP hand-over is a sampler of its own, paired against the others from its side.
+    for (sampler, n, task, seed), value in list(by.items()):
+        if sampler == "meta":
+            by["meta_gp", n, task, seed] = [value[0] + 0.1]
+    table = compare.paired_table(by, ["meta", "tpe", "meta_gp"], [1], "meta_gp")
+    assert table.startswith("| MetaPEFT (GP hand-over) - sampler")
+    assert "| MetaPEFTSampler | +0.100 ± 0.000 (2/2) |" in table
+    assert "| TPE | +0.300 ± 0.100 (2/2) |" in table
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="GPSampler needs torch")
+def test_the_gp_hand_over_is_reported_as_a_sampler_of_its_own(compare, tmp_path, monkeypatch):
+    experience = tmp_path / "experience.jsonl"
+    ExperienceBuffer(synthetic_experiences(per_task=12)).export_jsonl(experience)
+    monkeypatch.setattr(compare, "fitted_system", small_system)
+    out = tmp_path / "out"
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            *("compare_samplers.py", "--experience", str(experience), "--tasks", "iris"),
+            *("--samplers", "meta", "tpe", "--fallback", "gp", "--seeds", "1", "--trials", "8"),
+            *("--out", str(out)),
+        ],
+    )
+    compare.main()
+    with open(out / "compare_fast.csv", newline="") as fh:
+        assert {r["sampler"] for r in csv.DictReader(fh)} == {"meta_gp", "tpe"}
+    table = (out / "compare_fast.md").read_text()
+    assert "| MetaPEFTSampler, GP hand-over |" in table
+    assert "| MetaPEFT (GP hand-over) - sampler" in table
