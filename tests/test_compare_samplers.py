@@ -189,6 +189,12 @@ def test_trials_to_match_reads_the_mean_curves(compare):
             by[("meta", n, "t", seed)] = [meta]
             by[("tpe", n, "t", seed)] = [tpe]
     assert "at trial 2 (0.67 of the trials)" in compare.trials_to_match(by, 3)
+    for seed in range(2):
+        for n, value in enumerate([0.1, 0.2, 0.7], start=1):
+            by[("meta_gp", n, "t", seed)] = [value]
+    assert "(GP hand-over) reaches TPE's HV@3 at trial 3" in compare.trials_to_match(
+        by, 3, "meta_gp"
+    )
     by[("tpe", 3, "t", 0)] = [0.99]
     assert "does not reach" in compare.trials_to_match(by, 3)
 
