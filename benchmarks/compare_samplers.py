@@ -88,6 +88,7 @@ LABELS = {
     "warmstart": "auto-sklearn warm start + TPE",
     "meta_learn_tpe": "OptunaHub meta_learn_tpe",
 }
+SHORT_LABELS = {"meta": "MetaPEFT", "meta_gp": "MetaPEFT (GP hand-over)"}  # in sentences
 REFERENCE = np.full(3, 1.1)
 MIN_TRIALS = 10  # recorded trials a task needs for its oracle (5-fold cross-validated)
 FLOAT_COLUMNS = ("normalised_hv", "first_quality", "best_known_quality")
@@ -810,15 +811,14 @@ def summarise(rows: list[dict], samplers: list[str], trials: int) -> str:
 
 def paired_table(by: dict, samplers: list[str], budgets: list[int], reference: str) -> str:
     """``reference`` (a MetaPEFT variant) minus each other sampler, paired by task: each
-    task's mean over its seeds,
-    then the mean ± standard error over the tasks both ran, and how many tasks MetaPEFT
-    leads. Tasks, not (task, seed) runs, are the independent units: seeds share a task's
-    oracle and meta-model."""
+    task's mean over its seeds, then the mean ± standard error over the tasks both ran,
+    and how many tasks ``reference`` leads. Tasks, not (task, seed) runs, are the
+    independent units: seeds share a task's oracle and meta-model."""
     per_task = defaultdict(list)
     for (sampler, n, task, _), values in by.items():
         per_task[sampler, n, task].append(values[0])
     tasks = sorted({task for (_, _, task, _) in by})
-    name = "MetaPEFT" if reference == "meta" else "MetaPEFT (GP hand-over)"
+    name = SHORT_LABELS[reference]
     lines = [
         f"| {name} - sampler, paired over tasks (mean ± se; tasks {name} leads) | "
         + " | ".join(f"@{b}" for b in budgets)
@@ -855,7 +855,7 @@ def trials_to_match(by: dict, trials: int, reference: str = "meta") -> str:
     def mean(sampler: str, n: int) -> float:
         return float(np.mean([v[0] for (s, k, _, _), v in by.items() if s == sampler and k == n]))
 
-    name = "MetaPEFT" if reference == "meta" else "MetaPEFT (GP hand-over)"
+    name = SHORT_LABELS[reference]
     goal = mean("tpe", trials)
     reached = next((n for n in range(1, trials + 1) if mean(reference, n) >= goal), None)
     if reached is None:
