@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import metapeft_optuna  # noqa: F401  (BLAS before mlx)
-from metapeft_optuna import schema
+from metapeft_optuna import ConfigError, schema
 from metapeft_optuna.atomic import atomic_write_text
 from metapeft_optuna.meta import ExperienceBuffer, MetaPEFTSystem, PEFTExperience
 from metapeft_optuna.meta.acquisition import hypervolume, pareto_mask
@@ -64,8 +64,10 @@ from metapeft_optuna.meta.features import (
     target_columns,
     target_vector,
 )
-from metapeft_optuna.samplers import MetaPEFTSampler, fallback_sampler
+from metapeft_optuna.samplers import MetaPEFTSampler
+from metapeft_optuna.samplers._sampler import FALLBACKS
 from metapeft_optuna.training import PEFTSearchSpace, TrainingBudget
+from metapeft_optuna.validation import require_torch
 
 import numpy as np
 import optuna
@@ -304,9 +306,6 @@ def make_sampler(
 ):
     if name == "meta":
         chars, info = context
-        options = dict(meta_options or {})
-        if (fallback := options.pop("fallback", "tpe")) != "tpe":
-            options["independent_sampler"] = fallback_sampler(fallback, seed)
         return MetaPEFTSampler(
             task_characteristics=chars,
             model_info=info,
@@ -314,7 +313,7 @@ def make_sampler(
             system=system,
             use_prior=False,
             seed=seed,
-            **options,
+            **(meta_options or {}),
         )
     if name in ("tpe", "warmstart"):
         return optuna.samplers.TPESampler(seed=seed, multivariate=True)
@@ -803,9 +802,9 @@ def summarise(rows: list[dict], samplers: list[str], trials: int) -> str:
             notes.append(
                 f"MetaPEFT beats the auto-sklearn-style warm start at budgets {wins} of {budgets}."
             )
-        if "meta_gp" in table and "tpe" in table:
-            notes.append(trials_to_match(by, trials, "meta_gp"))
         text += "\n".join(notes)
+    if "meta_gp" in table and "tpe" in table:
+        text += "\n" + trials_to_match(by, trials, "meta_gp")
     return text + "\n"
 
 
@@ -825,7 +824,8 @@ def paired_table(by: dict, samplers: list[str], budgets: list[int], reference: s
         + " |",
         "|---|" + "---:|" * len(budgets),
     ]
-    for other in (s for s in samplers if s != reference):
+    # MetaPEFT against its GP hand-over is one comparison: in the GP hand-over's table.
+    for other in (s for s in samplers if s not in (reference, "meta_gp")):
         cells = []
         for b in budgets:
             both = [t for t in tasks if {(reference, b, t), (other, b, t)} <= per_task.keys()]
@@ -924,7 +924,7 @@ def main() -> None:
     parser.add_argument("--warm-start", type=int, default=3, help="MetaPEFTSampler's n_warm_start")
     parser.add_argument(
         "--fallback",
-        choices=["tpe", "gp"],
+        choices=FALLBACKS,
         default="tpe",
         help="MetaPEFTSampler's fallback sampler (default: its own multivariate TPE)",
     )
@@ -947,6 +947,14 @@ def main() -> None:
         return
     if args.mode == "live" and not args.tasks:
         parser.error("--mode live needs --tasks (tasks outside the meta-dataset)")
+    gp = "--samplers gp" if "gp" in args.samplers else None
+    if args.fallback == "gp" and "meta" in args.samplers:
+        gp = "--fallback gp"
+    if gp:  # before a minute's meta-model fit or a model load, not after
+        try:
+            require_torch(gp, "GPSampler", f"or leave {gp} out")
+        except ConfigError as exc:
+            sys.exit(str(exc))
     (fast_mode if args.mode == "fast" else live_mode)(args)
 
 

@@ -61,7 +61,6 @@ _EXPORTS = {
     "ReptileLearner": "meta",
     # Optuna plugin
     "MetaPEFTSampler": "samplers",
-    "fallback_sampler": "samplers",
     "MetaPEFTPruner": "pruners",
 }
 

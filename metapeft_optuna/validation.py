@@ -7,6 +7,7 @@ caller names another class (adapter configs raise ``AdapterCreationError``).
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from collections.abc import Collection
@@ -98,16 +99,14 @@ def check_choice(
         raise error(f"{owner}: {name}={value!r}; use one of {tuple(choices)}.")
 
 
-def require_torch(owner: str, what: str) -> None:
-    """Raise :class:`ConfigError` unless torch, which the product does not install, can be
-    imported: ``what`` (an Optuna sampler) needs it."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
+def require_torch(owner: str, what: str, instead: str) -> None:
+    """Raise :class:`ConfigError` unless torch, which the product does not install, is
+    there: ``what`` (an Optuna sampler) needs it; ``instead`` says what to do without it."""
+    if importlib.util.find_spec("torch") is None:
         raise ConfigError(
-            f"{owner}: {what} needs torch, which is not installed; run `pip install torch` "
-            "(CPU wheels: --index-url https://download.pytorch.org/whl/cpu) or use TPE."
-        ) from None
+            f"{owner}: {what} needs torch, which is not installed; install it (pip install "
+            f"torch, CPU wheels: --index-url https://download.pytorch.org/whl/cpu) {instead}."
+        )
 
 
 def check_writable(

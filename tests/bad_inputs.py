@@ -331,6 +331,12 @@ CATALOGUE: list[BadInput] = [
         _prepared(lambda d: _study(d, "mine", ["minimize"]), _tune("--study-name", "mine")),
     ),
     BadInput("option", "an empty study name", "--study-name", _tune("--study-name", "")),
+    BadInput(
+        "option",
+        "a fallback for a sampler that does not hand over",
+        "only MetaPEFTSampler hands over",
+        _tune("--sampler", "tpe", "--fallback", "gp"),
+    ),
     # --- tune options ------------------------------------------------------------------
     BadInput("option", "a negative number of trials", "--trials=-3", _tune("--trials", "-3")),
     BadInput("option", "zero trials", "--trials=0", _tune("--trials", "0")),
@@ -715,6 +721,6 @@ CATALOGUE: list[BadInput] = [
         "python",
         "a GP hand-over without torch",
         "GPSampler needs torch",
-        call=_without_torch(_python("metapeft_optuna.samplers:fallback_sampler", "gp")),
+        call=_without_torch(_python("metapeft_optuna.samplers:MetaPEFTSampler", fallback="gp")),
     ),
 ]

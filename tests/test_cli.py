@@ -171,14 +171,18 @@ def test_bad_tune_options_are_one_line_before_anything_runs(
     assert not (tmp_path / "cli.db").exists()  # nothing was created
 
 
-@pytest.mark.parametrize("option", [["--sampler", "gp"], ["--fallback", "gp"]])
+@pytest.mark.parametrize(
+    "option, fix",
+    [(["--sampler", "gp"], "choose another --sampler"), (["--fallback", "gp"], "leave --fallback")],
+)
 def test_gp_without_torch_is_one_line_before_anything_runs(
-    tune_args, tmp_path, capsys, monkeypatch, option
+    tune_args, tmp_path, capsys, monkeypatch, option, fix
 ):
     monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
     assert main([*tune_args, *option]) == 2
     err = capsys.readouterr().err.strip()
-    assert f"{' '.join(option)}: GPSampler needs torch" in err and len(err.splitlines()) == 1
+    assert f"{' '.join(option)}: GPSampler needs torch" in err and fix in err
+    assert len(err.splitlines()) == 1
     assert not (tmp_path / "cli.db").exists()
 
 

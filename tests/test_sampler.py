@@ -10,7 +10,7 @@ import sys
 
 from metapeft_optuna import ConfigError, schema
 from metapeft_optuna.meta import ExperienceBuffer, MetaPEFTSystem, SurrogateConfig
-from metapeft_optuna.samplers import MetaPEFTSampler, fallback_sampler
+from metapeft_optuna.samplers import MetaPEFTSampler
 from metapeft_optuna.samplers._sampler import meta_space
 from metapeft_optuna.tasks import TaskCharacteristics, load_task
 from metapeft_optuna.training import PEFTObjective, PEFTSearchSpace, TrainingBudget
@@ -209,32 +209,34 @@ def test_by_default_the_warm_start_hands_over_to_multivariate_tpe(system, object
     assert sampler._independent._multivariate
 
 
-def test_fallback_sampler_builds_the_hand_over_by_name(monkeypatch):
-    tpe = fallback_sampler("tpe", seed=0)
-    assert isinstance(tpe, optuna.samplers.TPESampler)
-    assert tpe._multivariate and tpe._n_startup_trials == 6
-    with pytest.raises(ConfigError, match=r"kind='cmaes'; use one of \('tpe', 'gp'\)"):
-        fallback_sampler("cmaes")
+def test_the_fallback_is_chosen_by_name(monkeypatch):
+    assert MetaPEFTSampler(use_prior=False)._independent._n_startup_trials == 6
+    with pytest.raises(ConfigError, match=r"fallback='cmaes'; use one of \('tpe', 'gp'\)"):
+        MetaPEFTSampler(fallback="cmaes")
     monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
     with pytest.raises(ConfigError, match="GPSampler needs torch, which is not installed"):
-        fallback_sampler("gp")
+        MetaPEFTSampler(fallback="gp")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="GPSampler needs torch")
-def test_the_warm_start_can_hand_over_to_gp(system, objective):
-    gp = fallback_sampler("gp", seed=0)
-    sampler = MetaPEFTSampler(
-        task_characteristics=objective.characteristics,
-        model_info=objective.loaded.info.to_dict(),
-        system=system,
-        independent_sampler=gp,
-        seed=0,
-    )
+def test_the_warm_start_can_hand_over_to_gp_and_a_restart_replays_nothing(system, objective):
+    context = {
+        "task_characteristics": objective.characteristics,
+        "model_info": objective.loaded.info.to_dict(),
+        "system": system,
+        "fallback": "gp",
+        "seed": 0,
+    }
+    sampler = MetaPEFTSampler(**context)
     study = optuna.create_study(directions=objective.directions, sampler=sampler)
-    study.optimize(_deterministic, n_trials=7)  # 3 warm-start, 3 start-up, 1 GP trials
+    study.optimize(_deterministic, n_trials=4)  # 3 warm-start trials, 1 random start-up
+    # A restart (a new sampler, same seed) goes on with start-up draws of its own.
+    study.sampler = MetaPEFTSampler(**context)
+    study.optimize(_deterministic, n_trials=3)  # 2 random start-up, 1 GP trial
     phases = [t.user_attrs[schema.TRIAL_PREDICTION]["phase"] for t in study.trials]
     assert phases == ["warm start"] * 3 + ["hand-over"] * 4
-    assert gp._gprs_cache_list is not None  # the 7th trial was GP's model-based one
+    assert isinstance(study.sampler._independent, optuna.samplers.GPSampler)
+    assert study.sampler._independent._gprs_cache_list is not None  # the 7th trial was GP's
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 7
 
 

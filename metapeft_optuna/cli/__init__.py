@@ -95,7 +95,8 @@ def _add_tune_options(parser: argparse.ArgumentParser, *, main: bool) -> None:
     )
     parser.add_argument(
         "--study-name",
-        help="the study to create or resume (default: TASK-MODEL-SAMPLER)",
+        help="the study to create or resume (default: TASK-MODEL-SAMPLER, with -gp after "
+        "--fallback gp)",
     )
     parser.add_argument(
         "--experience",

@@ -30,7 +30,7 @@ def make_sampler(
 ):
     import optuna
 
-    from ..samplers import MetaPEFTSampler, fallback_sampler
+    from ..samplers import MetaPEFTSampler
 
     samplers = {
         "meta": lambda: MetaPEFTSampler(
@@ -38,8 +38,7 @@ def make_sampler(
             seed=seed,
             use_prior=use_prior,
             experience=experience,
-            # The default TPE is re-seeded per trial inside the sampler; GP keeps its own.
-            independent_sampler=None if fallback == "tpe" else fallback_sampler(fallback, seed),
+            fallback=fallback,
         ),
         "tpe": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True),
         "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
@@ -115,9 +114,15 @@ def check_options(args: argparse.Namespace) -> None:
         raise ConfigError("--study-name is empty; give a name, or leave the option out.")
     if args.adapters_dir:
         check_writable("--adapters-dir", args.adapters_dir, folder=True)
-    if args.sampler == "gp" or (args.sampler == "meta" and args.fallback == "gp"):
-        option = "--sampler gp" if args.sampler == "gp" else "--fallback gp"
-        require_torch(f"{owner} {option}", "GPSampler")
+    if args.fallback != "tpe" and args.sampler != "meta":
+        raise ConfigError(
+            f"--fallback {args.fallback}: only MetaPEFTSampler hands over (--sampler meta); "
+            f"leave --fallback out with --sampler {args.sampler}."
+        )
+    if args.sampler == "gp":
+        require_torch(f"{owner} --sampler gp", "GPSampler", "or choose another --sampler")
+    if args.fallback == "gp":
+        require_torch(f"{owner} --fallback gp", "GPSampler", "or leave --fallback gp out")
     for source in args.experience or ():
         if "://" not in source and not Path(source).is_file():
             raise ConfigError(
@@ -176,7 +181,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         adapters_dir=args.adapters_dir,
         objectives=objectives,
     )
-    study_name = args.study_name or f"{task.name}-{args.model}-{args.sampler}"
+    # A GP hand-over is a search of its own: it must not resume the TPE one's study.
+    sampler = args.sampler + ("-gp" if args.fallback == "gp" else "")
+    study_name = args.study_name or f"{task.name}-{args.model}-{sampler}"
     # Heartbeats fail dead workers' trials; a study of other objectives is refused here.
     storage = open_storage(args.storage, heartbeat=True)
     if study_name in optuna.get_all_study_names(storage):

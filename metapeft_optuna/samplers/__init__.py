@@ -1,5 +1,5 @@
 """Samplers."""
 
-from ._sampler import MetaPEFTSampler, fallback_sampler
+from ._sampler import MetaPEFTSampler
 
-__all__ = ["MetaPEFTSampler", "fallback_sampler"]
+__all__ = ["MetaPEFTSampler"]

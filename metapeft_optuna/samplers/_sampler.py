@@ -36,8 +36,8 @@ class MetaPEFTSampler(BaseSampler):
       independent sampler's, multivariate TPE, which models the warm-start trials with
       the rest of the study. On the meta-dataset this beat TPE alone from 3 trials on
       and the model-based search below from 10 (``docs/benchmarks.md``). Where torch is
-      installed, ``independent_sampler=fallback_sampler("gp", seed)`` hands over to
-      GPSampler instead, which measured better still from 5 trials on.
+      installed, ``fallback="gp"`` hands over to Optuna's GPSampler instead, which
+      measured better still from 5 trials on.
     - **Model-based search** (``explore_every`` > 1 or None): the surrogate is adapted to
       this study's own finished trials and the configuration with the highest EHVI (or EI
       in single-objective studies) is proposed, with every ``explore_every``-th trial
@@ -83,16 +83,20 @@ class MetaPEFTSampler(BaseSampler):
             trials (None: only the per-proposal adaptation).
         learn_from_storage: Learn from every other PEFT study in the study's own
             storage (the storage is the experience), when the first trial starts.
-        independent_sampler: Sampler for handed-over trials and non-PEFT parameters
-            (default: multivariate TPE, re-seeded per trial from ``seed`` and the trial
-            number; a sampler given here keeps its own seeding). ``fallback_sampler("gp",
-            seed)`` hands over to GPSampler, measured better where torch is installed.
+        fallback: The sampler for handed-over trials and non-PEFT parameters, both
+            starting model-based after 6 trials, the warm start included: ``"tpe"``
+            (multivariate TPE, re-seeded per trial) or ``"gp"`` (Optuna's GPSampler,
+            which needs torch; its random start-up draws are seeded per trial).
+        independent_sampler: A sampler of your own instead of ``fallback``'s (it keeps
+            its own seeding).
         seed: Seed for reproducible proposals. Every trial's randomness derives from
             ``(seed, trial number)``, so parallel workers with the same seed and a
-            restarted study never replay a configuration.
+            restarted study never replay a configuration (with ``fallback="gp"``, its
+            model-based proposals are seeded once: give parallel workers their own seeds).
 
     Raises:
-        ConfigError: An argument out of range (a ``ValueError``).
+        ConfigError: An argument out of range (a ``ValueError``), or ``fallback="gp"``
+            without torch installed.
 
     Example:
         >>> import optuna
@@ -121,6 +125,7 @@ class MetaPEFTSampler(BaseSampler):
         n_candidates: int = 512,
         learn_every: int | None = None,
         learn_from_storage: bool = True,
+        fallback: str = "tpe",
         independent_sampler: BaseSampler | None = None,
         seed: int | None = None,
     ):
@@ -128,6 +133,9 @@ class MetaPEFTSampler(BaseSampler):
         check_int("MetaPEFTSampler", "explore_every", explore_every, optional=True)
         check_int("MetaPEFTSampler", "n_candidates", n_candidates)
         check_int("MetaPEFTSampler", "learn_every", learn_every, optional=True)
+        check_choice("MetaPEFTSampler", "fallback", fallback, FALLBACKS)
+        if fallback == "gp" and independent_sampler is None:
+            require_torch("MetaPEFTSampler(fallback='gp')", "GPSampler", "or use fallback='tpe'")
         self._objective = objective
         self._characteristics = task_characteristics
         self._model_info = model_info
@@ -146,10 +154,11 @@ class MetaPEFTSampler(BaseSampler):
         }
         self._n_candidates = n_candidates
         self._policy: SearchPolicy | None = None
-        # The default independent sampler is re-seeded per trial from (seed, trial
-        # number): workers on one storage, and a restarted run, never replay each other.
-        self._own_independent = independent_sampler is None
-        self._independent = independent_sampler or fallback_sampler("tpe", seed)
+        # Its own TPE is rebuilt per trial, seeded from (seed, trial number), and its own
+        # GPSampler (which keeps state between trials) draws its random start-up that
+        # way: workers on one storage, and a restarted run, never replay each other.
+        self._fallback = fallback if independent_sampler is None else None
+        self._independent = independent_sampler or _fallback_sampler(fallback, seed)
         self._seed = seed
         self._rng = np.random.default_rng(seed)
         self._peft_names = set(self._space.distributions())
@@ -163,8 +172,8 @@ class MetaPEFTSampler(BaseSampler):
         self._independent.reseed_rng()
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-        if self._own_independent and self._seed is not None:
-            self._independent = fallback_sampler("tpe", _trial_seed(self._seed, trial.number))
+        if self._fallback == "tpe" and self._seed is not None:
+            self._independent = _fallback_sampler("tpe", _trial_seed(self._seed, trial.number))
         self._independent.before_trial(study, trial)
 
     def infer_relative_search_space(
@@ -367,40 +376,51 @@ def _trial_seed(seed: int, number: int) -> int:
     return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
 
 
-FALLBACKS = ("tpe", "gp")
+FALLBACKS = ("tpe", "gp")  # MetaPEFTSampler's ``fallback`` choices
 
 
-def fallback_sampler(kind: str = "tpe", seed: int | None = None) -> BaseSampler:
-    """The sampler that :class:`MetaPEFTSampler` hands over to after its warm start.
-
-    ``"tpe"`` (the default): multivariate TPE, which models the PEFT parameters jointly
-    (they interact: rank with alpha, steps with learning rate). ``"gp"``: Optuna's
-    ``GPSampler``, which needs torch. Both start model-based after 6 trials, the warm
-    start included, instead of Optuna's 10: measured best after a warm start. In fast
-    mode on the v2 meta-dataset (17 tasks x 10 seeds) the GP hand-over was ahead of the
-    TPE one from 5 trials on (see ``docs/benchmarks.md``); it is not the default because
-    the product does not install torch.
-
-    Args:
-        kind: ``"tpe"`` or ``"gp"``.
-        seed: The sampler's seed.
-
-    Returns:
-        A new ``TPESampler`` or ``GPSampler``.
-
-    Raises:
-        ConfigError: ``kind`` unknown, or ``"gp"`` without torch installed.
-
-    Example:
-        >>> sampler = MetaPEFTSampler(use_prior=False, independent_sampler=fallback_sampler("tpe"))
-        >>> type(fallback_sampler("tpe", seed=0)).__name__
-        'TPESampler'
-    """
-    check_choice("fallback_sampler", "kind", kind, FALLBACKS)
+def _fallback_sampler(kind: str, seed: int | None) -> BaseSampler:
+    """The sampler MetaPEFTSampler hands over to, as ``fallback`` names it."""
     if kind == "gp":
-        require_torch("fallback_sampler('gp')", "GPSampler")
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=6)
-    # Optuna still flags multivariate TPE as experimental.
+        random = _TrialSeededRandomSampler(seed)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=6, independent_sampler=random)
+    # Multivariate TPE models the PEFT parameters jointly (they interact: rank with alpha,
+    # steps with learning rate). Its random start-up is shortened from 10 to 6 trials,
+    # the warm start included: measured best after a warm start (docs/benchmarks.md);
+    # GPSampler's is set the same. Optuna still flags multivariate TPE as experimental.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return TPESampler(seed=seed, multivariate=True, n_startup_trials=6)
+
+
+class _TrialSeededRandomSampler(BaseSampler):
+    """Random draws from one stream per trial, seeded by ``(seed, trial number)``: a
+    restarted study or a worker with the same seed never repeats a draw, as a
+    ``RandomSampler(seed)`` that starts its stream again with the process would."""
+
+    def __init__(self, seed: int | None) -> None:
+        self._seed = seed
+        self._streams: dict[int, optuna.samplers.RandomSampler] = {}
+
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict:
+        return {}
+
+    def sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict) -> dict:
+        return {}
+
+    def sample_independent(
+        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: Any
+    ) -> Any:
+        stream = self._streams.get(trial._trial_id)
+        if stream is None:
+            seed = None if self._seed is None else _trial_seed(self._seed, trial.number)
+            stream = self._streams[trial._trial_id] = optuna.samplers.RandomSampler(seed)
+        return stream.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(
+        self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
+        self._streams.pop(trial._trial_id, None)
+
+    def reseed_rng(self) -> None:
+        self._seed = None
