@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -11,6 +12,10 @@ import metapeft_optuna  # noqa: F401  (must precede mlx)
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+# GPSampler needs torch, which the product does not install (the torch-baseline extra).
+needs_torch = pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None, reason="GPSampler needs torch"
+)
 
 
 def import_benchmark(name: str):

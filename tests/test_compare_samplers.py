@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import importlib.util
 import sys
 
 from metapeft_optuna import schema
@@ -14,7 +13,7 @@ from metapeft_optuna.training import PEFTSearchSpace
 import numpy as np
 import optuna
 import pytest
-from conftest import import_benchmark
+from conftest import import_benchmark, needs_torch
 from synthetic_experience import TASKS, ran, synthetic_experiences
 
 
@@ -288,7 +287,7 @@ def test_paired_table_differences_task_means_with_standard_errors(compare):
     assert "| TPE | +0.300 ± 0.100 (2/2) |" in table
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="GPSampler needs torch")
+@needs_torch
 def test_the_gp_hand_over_is_reported_as_a_sampler_of_its_own(compare, tmp_path, monkeypatch):
     experience = tmp_path / "experience.jsonl"
     ExperienceBuffer(synthetic_experiences(per_task=12)).export_jsonl(experience)

@@ -3,7 +3,6 @@ pickling, and two workers on one storage."""
 
 from __future__ import annotations
 
-import importlib.util
 import multiprocessing
 import pickle
 import sys
@@ -18,6 +17,7 @@ from metapeft_optuna.training.search_space import ParamSpec, default_specs
 
 import optuna
 import pytest
+from conftest import needs_torch
 from optuna.distributions import IntDistribution
 from optuna.testing.pytest_samplers import (
     BasicSamplerTestCase,
@@ -218,7 +218,7 @@ def test_the_fallback_is_chosen_by_name(monkeypatch):
         MetaPEFTSampler(fallback="gp")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="GPSampler needs torch")
+@needs_torch
 def test_the_warm_start_can_hand_over_to_gp_and_a_restart_replays_nothing(system, objective):
     context = {
         "task_characteristics": objective.characteristics,

@@ -30,6 +30,7 @@ import mlx.nn as nn
 import numpy as np
 import optuna
 import pytest
+from conftest import needs_torch
 from optuna.distributions import FloatDistribution, IntDistribution
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -318,14 +319,6 @@ def test_failed_trials_keep_the_study_usable(tiny, nan, space, budget, reason):
     assert study.trials[1].state == optuna.trial.TrialState.COMPLETE
 
 
-def _torch_missing() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return True
-    return False
-
-
 @pytest.mark.parametrize(
     "make_sampler",
     [
@@ -334,7 +327,7 @@ def _torch_missing() -> bool:
         lambda: optuna.samplers.RandomSampler(seed=0),
         pytest.param(
             lambda: optuna.samplers.GPSampler(seed=0),
-            marks=pytest.mark.skipif(_torch_missing(), reason="GPSampler needs torch"),
+            marks=needs_torch,
         ),
     ],
     ids=["tpe", "nsga2", "random", "gp"],
