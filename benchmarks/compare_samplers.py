@@ -64,8 +64,7 @@ from metapeft_optuna.meta.features import (
     target_columns,
     target_vector,
 )
-from metapeft_optuna.samplers import MetaPEFTSampler
-from metapeft_optuna.samplers._sampler import FALLBACKS
+from metapeft_optuna.samplers import FALLBACKS, MetaPEFTSampler
 from metapeft_optuna.training import PEFTSearchSpace, TrainingBudget
 from metapeft_optuna.validation import require_torch
 

@@ -1,5 +1,5 @@
 """Samplers."""
 
-from ._sampler import MetaPEFTSampler
+from ._sampler import FALLBACKS, MetaPEFTSampler
 
-__all__ = ["MetaPEFTSampler"]
+__all__ = ["FALLBACKS", "MetaPEFTSampler"]
