@@ -436,6 +436,7 @@ def fast_mode(args: argparse.Namespace) -> None:
             f"--tasks: no task {', '.join(unknown)} with enough trials in {args.experience}; "
             f"choose from {', '.join(sorted(known))}"
         )
+    check_gp(args)
     rows, quality = [], {}
     pool = reference_pool(space)
     for key in sorted(groups):
@@ -483,6 +484,19 @@ def fast_mode(args: argparse.Namespace) -> None:
             flush=True,
         )
     write_outputs(rows, quality, args, [sampler_label(s, args) for s in samplers])
+
+
+def check_gp(args: argparse.Namespace) -> None:
+    """Exit with one line if a sampler of the run is GPSampler and torch is missing: before
+    a minute's meta-model fit or a model load, not after."""
+    gp = "--samplers gp" if "gp" in args.samplers else None
+    if args.fallback == "gp" and "meta" in args.samplers:
+        gp = "--fallback gp"
+    if gp:
+        try:
+            require_torch(gp, "GPSampler", f"or leave {gp} out")
+        except ConfigError as exc:
+            sys.exit(str(exc))
 
 
 def sampler_label(name: str, args: argparse.Namespace) -> str:
@@ -570,6 +584,7 @@ def live_mode(args: argparse.Namespace) -> None:
             "timed fine-tunes; stop it first (touch studies/.build_hold, wait for "
             "studies/.build_idle, then stop benchmarks/build_meta_dataset.py)"
         )
+    check_gp(args)
     with storage_lock(args.storage, "live run"):
         run_live(args)
 
@@ -946,14 +961,6 @@ def main() -> None:
         return
     if args.mode == "live" and not args.tasks:
         parser.error("--mode live needs --tasks (tasks outside the meta-dataset)")
-    gp = "--samplers gp" if "gp" in args.samplers else None
-    if args.fallback == "gp" and "meta" in args.samplers:
-        gp = "--fallback gp"
-    if gp:  # before a minute's meta-model fit or a model load, not after
-        try:
-            require_torch(gp, "GPSampler", f"or leave {gp} out")
-        except ConfigError as exc:
-            sys.exit(str(exc))
     (fast_mode if args.mode == "fast" else live_mode)(args)
 
 

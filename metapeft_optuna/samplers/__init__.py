@@ -1,5 +1,6 @@
 """Samplers."""
 
-from ._sampler import FALLBACKS, MetaPEFTSampler
+from ._fallback import FALLBACKS
+from ._sampler import MetaPEFTSampler
 
 __all__ = ["FALLBACKS", "MetaPEFTSampler"]

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import threading
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
-from optuna.samplers import BaseSampler, TPESampler
+from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
@@ -23,6 +21,7 @@ from ..meta.system import MetaPEFTSystem
 from ..tasks import TaskCharacteristics
 from ..training.search_space import PEFTSearchSpace, default_specs, in_distribution
 from ..validation import check_choice, check_int, require_torch
+from ._fallback import FALLBACKS, fallback_sampler, trial_seed
 
 
 class MetaPEFTSampler(BaseSampler):
@@ -158,7 +157,7 @@ class MetaPEFTSampler(BaseSampler):
         # GPSampler (which keeps state between trials) draws its random start-up that
         # way: workers on one storage, and a restarted run, never replay each other.
         self._fallback = fallback if independent_sampler is None else None
-        self._independent = independent_sampler or _fallback_sampler(fallback, seed)
+        self._independent = independent_sampler or fallback_sampler(fallback, seed)
         self._seed = seed
         self._rng = np.random.default_rng(seed)
         self._peft_names = set(self._space.distributions())
@@ -173,7 +172,7 @@ class MetaPEFTSampler(BaseSampler):
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         if self._fallback == "tpe" and self._seed is not None:
-            self._independent = _fallback_sampler("tpe", _trial_seed(self._seed, trial.number))
+            self._independent = fallback_sampler("tpe", trial_seed(self._seed, trial.number))
         self._independent.before_trial(study, trial)
 
     def infer_relative_search_space(
@@ -368,59 +367,3 @@ def meta_space(space: PEFTSearchSpace) -> PEFTSearchSpace:
     if restricted.distributions() == space.distributions():
         return full
     return space
-
-
-def _trial_seed(seed: int, number: int) -> int:
-    """A seed of its own for every trial number (the number is unique in a study, across
-    workers and restarts)."""
-    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
-
-
-FALLBACKS = ("tpe", "gp")  # MetaPEFTSampler's ``fallback`` choices
-
-
-def _fallback_sampler(kind: str, seed: int | None) -> BaseSampler:
-    """The sampler MetaPEFTSampler hands over to, as ``fallback`` names it."""
-    if kind == "gp":
-        random = _TrialSeededRandomSampler(seed)
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=6, independent_sampler=random)
-    # Multivariate TPE models the PEFT parameters jointly (they interact: rank with alpha,
-    # steps with learning rate). Its random start-up is shortened from 10 to 6 trials,
-    # the warm start included: measured best after a warm start (docs/benchmarks.md);
-    # GPSampler's is set the same. Optuna still flags multivariate TPE as experimental.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return TPESampler(seed=seed, multivariate=True, n_startup_trials=6)
-
-
-class _TrialSeededRandomSampler(BaseSampler):
-    """Random draws from one stream per trial, seeded by ``(seed, trial number)``: a
-    restarted study or a worker with the same seed never repeats a draw, as a
-    ``RandomSampler(seed)`` that starts its stream again with the process would."""
-
-    def __init__(self, seed: int | None) -> None:
-        self._seed = seed
-        self._streams: dict[int, optuna.samplers.RandomSampler] = {}
-
-    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict:
-        return {}
-
-    def sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict) -> dict:
-        return {}
-
-    def sample_independent(
-        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: Any
-    ) -> Any:
-        stream = self._streams.get(trial._trial_id)
-        if stream is None:
-            seed = None if self._seed is None else _trial_seed(self._seed, trial.number)
-            stream = self._streams[trial._trial_id] = optuna.samplers.RandomSampler(seed)
-        return stream.sample_independent(study, trial, param_name, param_distribution)
-
-    def after_trial(
-        self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
-    ) -> None:
-        self._streams.pop(trial._trial_id, None)
-
-    def reseed_rng(self) -> None:
-        self._seed = None
