@@ -143,12 +143,14 @@ def counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def pending_redo(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Trials to redo (paused or interrupted) whose configuration no later trial ran."""
+    """Trials to redo (paused or interrupted) whose configuration no later trial ran; one
+    stopped before its configuration was drawn has none to redo."""
     trials = study.get_trials(deepcopy=False)
     return [
         t
         for t in trials
-        if t.user_attrs.get(schema.TRIAL_FAIL_REASON) in REDO
+        if t.params
+        and t.user_attrs.get(schema.TRIAL_FAIL_REASON) in REDO
         and not any(u.number > t.number and u.params == t.params for u in trials)
     ]
 
@@ -393,7 +395,10 @@ def mark_contended(storage: str, trial_ids: list[int]) -> None:
                 "INSERT INTO trial_user_attributes (trial_id, key, value_json) VALUES (?, ?, ?)",
                 (trial_id, schema.TRIAL_FAIL_REASON, json.dumps(CONTENDED)),
             )
-    print(f"{len(trial_ids)} trials failed as contended; the build redoes them")
+    print(
+        f"{len(trial_ids)} trials failed as contended; the build (or the live sampler "
+        "comparison on this storage) runs their configurations again"
+    )
 
 
 def main() -> None:
@@ -413,7 +418,7 @@ def main() -> None:
         nargs="+",
         metavar="TRIAL_ID",
         help="fail these finished trials (storage trial_id) for redoing: other work ran "
-        "beside them (stop the build first)",
+        "beside them (stop the build, or the live comparison on --storage, first)",
     )
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -71,8 +71,10 @@ from metapeft_optuna.validation import require_torch
 import numpy as np
 import optuna
 from build_meta_dataset import (
+    IDLE,
     counted,
     mark_interrupted,
+    pending_redo,
     recorded_space,
     storage_lock,
     wait_while_held,
@@ -573,10 +575,12 @@ def build_running() -> bool:
 def live_mode(args: argparse.Namespace) -> None:
     """Real fine-tunes, one Optuna study per (task, sampler, seed) in ``--storage``.
 
-    Resumable: a rerun continues every study to ``--trials`` (a trial left running by a
-    killed run is failed and drawn again). Trials go one at a time to the study with the
-    fewest, so a run stopped early leaves every study about as far. Between trials it
-    waits while ``benchmarks/pause_build.sh`` holds the machine, as the build does.
+    Resumable: a rerun continues every study to ``--trials``; a trial left running by a
+    killed run is failed and its configuration run again, as is one failed with
+    ``build_meta_dataset.py --storage URL --contended TRIAL_ID`` (its timing distorted).
+    Trials go one at a time to the study with the fewest, so a run stopped early leaves
+    every study about as far. Between trials it waits while ``benchmarks/pause_build.sh``
+    holds the machine, as the build does.
     """
     if build_running():
         sys.exit(
@@ -596,6 +600,7 @@ def run_live(args: argparse.Namespace) -> None:
     from metapeft_optuna.training import fine_tune
     from metapeft_optuna.training.prepared import PreparedTask
 
+    Path(IDLE).unlink(missing_ok=True)  # left by a run killed while held
     loaded = load_model(args.model)
     num_layers = len(loaded.model.layers)
     live = {load_task(spec).name.split("@")[0] for spec in args.tasks}
@@ -644,10 +649,16 @@ def run_live(args: argparse.Namespace) -> None:
         k: n for k, s in studies.items() if (n := len(counted(s))) < args.trials
     }:  # each study's storage read once per trial
         key = min(todo, key=todo.get)
+        study = studies[key]
+        waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+        if (redo := pending_redo(study)) and not waiting:
+            # The sampler chose it; only its measurement was lost (a killed run, or a
+            # timing that other work distorted: build_meta_dataset.py --contended).
+            study.enqueue_trial(redo[0].params)
         wait_while_held()
         started = time.time()
-        optimise(studies[key], 1, space, evaluators[key[0]], num_layers)
-        trial = studies[key].trials[-1]
+        optimise(study, 1, space, evaluators[key[0]], num_layers)
+        trial = study.trials[-1]
         print(
             f"[{time.strftime('%H:%M:%S')}] {' '.join(map(str, key))} #{trial.number} "
             f"{trial.params.get('method')}: {trial.state.name} {trial.values} "
@@ -737,8 +748,13 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def merge(args: argparse.Namespace) -> None:
-    """Rewrite the CSV, table and plot from earlier runs' CSVs (and their oracle fits)."""
-    rows: list[dict] = []
+    """Rewrite the CSV, table and plot from earlier runs' CSVs (and their oracle fits).
+
+    A row of a later CSV replaces the row of an earlier one with the same task, sampler,
+    seed and trial count, so a sampler re-measured after a change replaces its old runs
+    instead of being counted twice.
+    """
+    rows: dict[tuple, dict] = {}
     quality: dict = {}
     for name in args.summarise:
         with open(name, newline="") as fh:
@@ -747,20 +763,20 @@ def merge(args: argparse.Namespace) -> None:
                     row["quality"] = "accuracy"
                     row["first_quality"] = row.pop("first_accuracy")
                     row["best_known_quality"] = row.pop("best_known_accuracy")
-                rows.append(
-                    {
-                        **row,
-                        "seed": int(row["seed"]),
-                        "trials": int(row["trials"]),
-                        **{k: float(row[k]) for k in FLOAT_COLUMNS},
-                    }
-                )
+                row = {
+                    **row,
+                    "seed": int(row["seed"]),
+                    "trials": int(row["trials"]),
+                    **{k: float(row[k]) for k in FLOAT_COLUMNS},
+                }
+                rows[row["task"], row["sampler"], row["seed"], row["trials"]] = row
         fit = Path(name.replace(".csv", "_oracle_fit.json"))
         if fit.is_file():
             quality.update(json.loads(fit.read_text()))
-    samplers = list(dict.fromkeys(r["sampler"] for r in rows))
-    args.trials = max(r["trials"] for r in rows)
-    write_outputs(rows, quality, args, samplers)
+    merged = list(rows.values())
+    samplers = list(dict.fromkeys(r["sampler"] for r in merged))
+    args.trials = max(r["trials"] for r in merged)
+    write_outputs(merged, quality, args, samplers)
 
 
 def summarise(rows: list[dict], samplers: list[str], trials: int) -> str:

@@ -89,6 +89,23 @@ def test_fast_mode_runs_leave_one_task_out_and_merges(compare, tmp_path, monkeyp
     compare.main()
     assert (merged / "compare_fast.md").read_text() == table
 
+    # A sampler re-measured later replaces its rows (same task, sampler, seed, trials).
+    rerun = tmp_path / "rerun.csv"
+    with open(rerun, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({**r, "normalised_hv": "0.0"} for r in rows if r["sampler"] == "tpe")
+    summarise = ["--summarise", str(out / "compare_fast.csv"), str(rerun), "--out", str(merged)]
+    monkeypatch.setattr(sys, "argv", [*command, *summarise])
+    compare.main()
+    with open(merged / "compare_fast.csv", newline="") as fh:
+        remerged = list(csv.DictReader(fh))
+    assert len(remerged) == len(rows)
+    assert {float(r["normalised_hv"]) for r in remerged if r["sampler"] == "tpe"} == {0.0}
+    assert [r for r in remerged if r["sampler"] != "tpe"] == [
+        r for r in rows if r["sampler"] != "tpe"
+    ]
+
 
 def test_baselines_alone_fit_no_meta_model(compare, tmp_path, monkeypatch):
     # Only MetaPEFTSampler reads the meta-model; a run of baselines (e.g. GPSampler's
@@ -227,7 +244,7 @@ def test_live_mode_learns_without_the_live_tasks_and_resumes(compare, tmp_path, 
     compare.main()
     # parity@64 is the same task at another size: it is left out too.
     assert seen == [{t for t in TASKS if not t.startswith("parity@")}]
-    # A run killed mid-trial leaves it RUNNING: the rerun fails it and draws again.
+    # A run killed mid-trial leaves it RUNNING: the rerun fails it and runs it again.
     meta = optuna.load_study(study_name="live-parity@128-meta-0", storage=storage)
     meta.ask()
     monkeypatch.setattr(sys, "argv", live_argv(experience, out, storage, trials=2))
@@ -239,6 +256,14 @@ def test_live_mode_learns_without_the_live_tasks_and_resumes(compare, tmp_path, 
     interrupted = meta.trials[1]
     assert interrupted.state == optuna.trial.TrialState.FAIL
     assert interrupted.user_attrs[schema.TRIAL_FAIL_REASON] == "interrupted build"
+    # A finished trial whose timing other work distorted: failed by hand, its
+    # configuration (the sampler's choice) is measured again and replaces it.
+    contended = meta.trials[2]
+    import_benchmark("build_meta_dataset").mark_contended(storage, [contended._trial_id])
+    compare.main()
+    redone = optuna.load_study(study_name="live-parity@128-meta-0", storage=storage).trials
+    assert [t.state.name for t in redone] == ["COMPLETE", "FAIL", "FAIL", "COMPLETE"]
+    assert redone[3].params == contended.params
     with open(out / "compare_live.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert {(r["sampler"], r["quality"]) for r in rows} == {

@@ -47,7 +47,7 @@ def _add_tune_options(parser: argparse.ArgumentParser, *, main: bool) -> None:
             default="tpe",
             choices=["tpe", "gp"],
             help="--sampler meta: the sampler after the warm start; gp (needs torch) measured "
-            "better from 5 trials on, docs/benchmarks.md (default: %(default)s)",
+            "better from 10 trials on, docs/benchmarks.md (default: %(default)s)",
         )
         parser.add_argument(
             "--pruner",

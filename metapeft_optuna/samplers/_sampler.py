@@ -36,7 +36,7 @@ class MetaPEFTSampler(BaseSampler):
       the rest of the study. On the meta-dataset this beat TPE alone from 3 trials on
       and the model-based search below from 10 (``docs/benchmarks.md``). Where torch is
       installed, ``fallback="gp"`` hands over to Optuna's GPSampler instead, which
-      measured better still from 5 trials on.
+      measured better still from 10 trials on.
     - **Model-based search** (``explore_every`` > 1 or None): the surrogate is adapted to
       this study's own finished trials and the configuration with the highest EHVI (or EI
       in single-objective studies) is proposed, with every ``explore_every``-th trial
