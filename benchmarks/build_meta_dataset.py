@@ -155,6 +155,18 @@ def pending_redo(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     ]
 
 
+def enqueue_redo(study: optuna.Study) -> bool:
+    """Queue the configuration of the first trial to redo (:func:`pending_redo`): the
+    sampler chose it, only its measurement was lost. True when a trial now waits to run,
+    including one queued by a run stopped before it ran (Optuna runs it first)."""
+    if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        return True
+    if redo := pending_redo(study):
+        study.enqueue_trial(redo[0].params)
+        return True
+    return False
+
+
 @contextmanager
 def storage_lock(storage: str, run: str) -> Iterator[None]:
     """Held by the one ``run`` (say ``"live run"``, named in another run's exit line)
@@ -313,11 +325,7 @@ def build(storage: str, tasks: list[str], configs: int, model_spec: str) -> None
     started, ran = time.time(), 0
     while (spec := next_task(studies, configs, methods)) is not None:
         study = studies[spec]
-        if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            pass  # enqueued by a run stopped before it ran: Optuna runs it first
-        elif redo := pending_redo(study):
-            study.enqueue_trial(redo[0].params)
-        else:
+        if not enqueue_redo(study):
             trials = counted(study)
             turn = task_seed(spec) // 1000 + len(trials)
             method = short_method(trials, methods) if len(trials) >= configs else None

@@ -73,8 +73,8 @@ import optuna
 from build_meta_dataset import (
     IDLE,
     counted,
+    enqueue_redo,
     mark_interrupted,
-    pending_redo,
     recorded_space,
     storage_lock,
     wait_while_held,
@@ -650,11 +650,7 @@ def run_live(args: argparse.Namespace) -> None:
     }:  # each study's storage read once per trial
         key = min(todo, key=todo.get)
         study = studies[key]
-        waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-        if (redo := pending_redo(study)) and not waiting:
-            # The sampler chose it; only its measurement was lost (a killed run, or a
-            # timing that other work distorted: build_meta_dataset.py --contended).
-            study.enqueue_trial(redo[0].params)
+        enqueue_redo(study)  # a killed run's trial, or one failed with --contended
         wait_while_held()
         started = time.time()
         optimise(study, 1, space, evaluators[key[0]], num_layers)
